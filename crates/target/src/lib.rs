@@ -1,0 +1,21 @@
+//! The ironsan iSCSI target runtime.
+//!
+//! This crate drives the sans-IO protocol core (`iscsi-proto`) and the SCSI
+//! emulation (`scsi`) with tokio: it listens on the portals, runs each
+//! connection's login and full feature phase, moves data between sockets and
+//! logical units, and shuts down cleanly.
+//!
+//! Threading: one tokio task reads each connection and one writes it; SCSI
+//! commands execute on blocking threads (positioned file I/O) and hand their
+//! completions straight to the connection's writer.
+
+pub mod config;
+pub mod frame;
+mod login;
+mod scsi_task;
+pub mod server;
+mod session;
+mod text;
+pub mod writer;
+
+pub use server::{Server, ServerError};

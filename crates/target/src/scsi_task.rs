@@ -1,0 +1,264 @@
+//! SCSI commands on a session: collecting write data (immediate, unsolicited
+//! and R2T-solicited), executing on an I/O thread, and completing.
+
+use std::sync::Arc;
+
+use iscsi_proto::pdu::{full_cdb, DataOut, R2t, Residual, ScsiCommand, RESERVED_TAG};
+use scsi::sense::{Asc, Sense, SenseKey};
+use scsi::{LogicalUnit, ScsiRequest, ScsiStatus};
+use tracing::{debug, warn};
+
+use crate::session::Session;
+use crate::writer::{Completion, Out};
+
+/// Largest Expected Data Transfer Length accepted; larger commands fail
+/// before any buffer is allocated.
+pub(crate) const MAX_TRANSFER: u32 = 16 * 1024 * 1024;
+
+/// A transport-detected error: sense key, ASC, ASCQ.
+pub(crate) type TransportError = (u8, u8, u8);
+/// ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (digest mismatch).
+pub(crate) const DIGEST_ERROR: TransportError = (0x0b, 0x47, 0x05);
+/// ABORTED COMMAND, DATA PHASE ERROR (bad DataSN, offset or length).
+const DATA_PHASE_ERROR: TransportError = (0x0b, 0x4b, 0x00);
+/// ILLEGAL REQUEST, INVALID FIELD IN CDB.
+const INVALID_CDB: TransportError = (0x05, 0x24, 0x00);
+
+/// The command descriptor block: the 16-byte BHS field, or longer with an
+/// extended CDB AHS.
+pub(crate) enum Cdb {
+    Short([u8; 16]),
+    Long(Box<[u8]>),
+}
+
+impl Cdb {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Short(c) => c,
+            Self::Long(c) => c,
+        }
+    }
+}
+
+/// One Data-Out sequence the target expects: unsolicited, or answering an R2T.
+struct Sequence {
+    ttt: u32,
+    next_offset: u32,
+    end: u32,
+    next_data_sn: u32,
+}
+
+/// A write command waiting for its data.
+pub(crate) struct PendingWrite {
+    pub lun_field: u64,
+    lu: Option<Arc<LogicalUnit>>,
+    cdb: Cdb,
+    pub buf: Vec<u8>,
+    edtl: u32,
+    received: u32,
+    read: bool,
+    sequences: Vec<Sequence>,
+    next_r2t_offset: u32,
+    r2t_sn: u32,
+}
+
+impl Session {
+    pub(crate) fn scsi_command(&mut self, cmd: ScsiCommand, ahs: &[u8], data: &[u8]) {
+        if !self.accept_cmd_sn(cmd.immediate, cmd.cmd_sn) {
+            return;
+        }
+        self.window.begin();
+        let cdb = if ahs.is_empty() {
+            Cdb::Short(cmd.cdb)
+        } else {
+            let mut full = Vec::new();
+            if full_cdb(&cmd, ahs, &mut full).is_none() {
+                self.complete_transport_error(cmd.itt, INVALID_CDB);
+                return;
+            }
+            Cdb::Long(full.into_boxed_slice())
+        };
+        let lu = self.lu(cmd.lun);
+        if !cmd.write || cmd.edtl == 0 {
+            self.execute(cmd.itt, cmd.read, lu, cdb, Vec::new(), cmd.edtl, 0);
+            return;
+        }
+        if cmd.edtl > MAX_TRANSFER || data.len() > cmd.edtl as usize {
+            // Unsolicited Data-Out that may follow is discarded: its ITT is unknown.
+            warn!(initiator = %self.initiator, edtl = cmd.edtl, "write transfer too large; refused");
+            self.complete_transport_error(cmd.itt, INVALID_CDB);
+            return;
+        }
+        let mut buf = self.pool.get();
+        buf.resize(cmd.edtl as usize, 0);
+        buf[..data.len()].copy_from_slice(data);
+        let immediate = data.len() as u32;
+        let p = &self.params;
+        // Unsolicited Data-Out follows unless F is set (RFC 7143 section 11.3.4).
+        let unsolicited_end = if cmd.final_bit || p.initial_r2t {
+            immediate
+        } else {
+            p.first_burst_length.min(cmd.edtl).max(immediate)
+        };
+        let mut pending = PendingWrite {
+            lun_field: cmd.lun,
+            lu,
+            cdb,
+            buf,
+            edtl: cmd.edtl,
+            received: immediate,
+            read: cmd.read,
+            sequences: Vec::new(),
+            next_r2t_offset: unsolicited_end,
+            r2t_sn: 0,
+        };
+        if unsolicited_end > immediate {
+            pending.sequences.push(Sequence {
+                ttt: RESERVED_TAG,
+                next_offset: immediate,
+                end: unsolicited_end,
+                next_data_sn: 0,
+            });
+        }
+        self.pending.insert(cmd.itt, pending);
+        self.solicit(cmd.itt);
+    }
+
+    /// Sends R2Ts up to MaxOutstandingR2T, or executes once all data is in.
+    fn solicit(&mut self, itt: u32) {
+        let max_outstanding = usize::from(self.params.max_outstanding_r2t.max(1));
+        let max_burst = self.params.max_burst_length.max(512);
+        loop {
+            let Some(p) = self.pending.get(&itt) else { return };
+            if p.received == p.edtl {
+                if let Some(p) = self.pending.remove(&itt) {
+                    let r2ts = p.r2t_sn;
+                    self.execute(itt, p.read, p.lu, p.cdb, p.buf, p.edtl, r2ts);
+                }
+                return;
+            }
+            let solicited = p.sequences.iter().filter(|s| s.ttt != RESERVED_TAG).count();
+            if p.next_r2t_offset >= p.edtl || solicited >= max_outstanding {
+                return;
+            }
+            let ttt = self.alloc_ttt();
+            let Some(p) = self.pending.get_mut(&itt) else { return };
+            let offset = p.next_r2t_offset;
+            let len = (p.edtl - offset).min(max_burst);
+            p.next_r2t_offset += len;
+            p.sequences.push(Sequence { ttt, next_offset: offset, end: offset + len, next_data_sn: 0 });
+            let r2t = R2t { lun: p.lun_field, itt, ttt, r2t_sn: p.r2t_sn, buffer_offset: offset, desired_len: len };
+            p.r2t_sn += 1;
+            self.send(r2t.encode(), Vec::new(), false);
+        }
+    }
+
+    pub(crate) fn data_out(&mut self, d: DataOut, data: &[u8]) {
+        let Some(p) = self.pending.get_mut(&d.itt) else {
+            // Data for a command that failed, was aborted or never existed.
+            debug!(initiator = %self.initiator, itt = d.itt, "Data-Out for no pending command; discarded");
+            return;
+        };
+        let Some(seq_idx) = p.sequences.iter().position(|s| s.ttt == d.ttt) else {
+            warn!(initiator = %self.initiator, itt = d.itt, ttt = d.ttt, "Data-Out with unknown TTT");
+            self.fail_pending(d.itt);
+            return;
+        };
+        let seq = &mut p.sequences[seq_idx];
+        let len = data.len() as u32;
+        let end = d.buffer_offset.checked_add(len);
+        if d.data_sn != seq.next_data_sn || d.buffer_offset != seq.next_offset || end.is_none_or(|e| e > seq.end) {
+            warn!(
+                initiator = %self.initiator, itt = d.itt, data_sn = d.data_sn, expected = seq.next_data_sn,
+                offset = d.buffer_offset, "Data-Out out of sequence; failing the command"
+            );
+            self.fail_pending(d.itt);
+            return;
+        }
+        let start = d.buffer_offset as usize;
+        p.buf[start..start + data.len()].copy_from_slice(data);
+        seq.next_data_sn += 1;
+        seq.next_offset += len;
+        p.received += len;
+        if d.final_bit {
+            if seq.next_offset != seq.end {
+                warn!(initiator = %self.initiator, itt = d.itt, "Data-Out sequence ended early; failing the command");
+                self.fail_pending(d.itt);
+                return;
+            }
+            p.sequences.swap_remove(seq_idx);
+            self.solicit(d.itt);
+        }
+    }
+
+    /// Ends a pending write with a data phase error.
+    pub(crate) fn fail_pending(&mut self, itt: u32) {
+        if let Some(p) = self.pending.remove(&itt) {
+            self.pool.put(p.buf);
+            self.complete_transport_error(itt, DATA_PHASE_ERROR);
+        }
+    }
+
+    /// Completes a command with CHECK CONDITION for an error the transport found.
+    pub(crate) fn complete_transport_error(&self, itt: u32, (key, asc, ascq): TransportError) {
+        let c = Completion {
+            itt,
+            status: ScsiStatus::CHECK_CONDITION,
+            sense: Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq))).encode(false),
+            data: Vec::new(),
+            residual: Residual::None,
+            r2t_count: 0,
+        };
+        let _ = self.tx.send(Out::Complete(Box::new(c)));
+    }
+
+    /// Executes a command whose data is complete, off the async threads.
+    #[allow(clippy::too_many_arguments)]
+    fn execute(
+        &self,
+        itt: u32,
+        read: bool,
+        lu: Option<Arc<LogicalUnit>>,
+        cdb: Cdb,
+        data_out: Vec<u8>,
+        edtl: u32,
+        r2t_count: u32,
+    ) {
+        let nexus = self.nexus;
+        let pool = self.pool.clone();
+        let tx = self.tx.clone();
+        let running = self.running.clone();
+        let luns: Option<Vec<u64>> = (cdb.as_slice().first() == Some(&0xa0))
+            .then(|| self.target.as_ref().map(|t| t.luns.keys().copied().collect()).unwrap_or_default());
+        let blocking = lu.is_some() && luns.is_none();
+        let run = move || {
+            let mut data_in = pool.get();
+            let req = ScsiRequest { cdb: cdb.as_slice(), data_out: &data_out, expected_len: edtl, nexus };
+            let outcome = match (&luns, &lu) {
+                (Some(luns), _) => scsi::report_luns(luns, &req, &mut data_in),
+                (None, Some(lu)) => lu.execute(&req, &mut data_in),
+                (None, None) => scsi::execute_no_lun(&req, &mut data_in),
+            };
+            if !read {
+                data_in.clear();
+            }
+            pool.put(data_out);
+            let c = Completion {
+                itt,
+                status: outcome.status,
+                sense: outcome.sense,
+                data: data_in,
+                residual: Residual::compute(edtl, outcome.transfer_len),
+                r2t_count,
+            };
+            let _ = tx.send(Out::Complete(Box::new(c)));
+            running.finish();
+        };
+        self.running.start();
+        if blocking {
+            tokio::task::spawn_blocking(run);
+        } else {
+            run();
+        }
+    }
+}

@@ -1,0 +1,348 @@
+//! Portals, the live target set, the session table and the daemon's lifecycle.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use scsi::{FileDevice, LogicalUnit, LuIdentity};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Notify};
+use tracing::{info, warn};
+
+use crate::config::{parse_size, Acl, AuthMode, Config, DigestMode, Discovery, IscsiSettings};
+
+/// How long a stopping daemon waits for initiators to log out.
+const LOGOUT_GRACE: Duration = Duration::from_secs(5);
+/// How long a stopping daemon waits for connections to finish after that.
+const STOP_BOUND: Duration = Duration::from_secs(10);
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A portal address could not be bound.
+    #[error("portal {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A LUN's backing store could not be opened.
+    #[error("{key} ({path}): {message}")]
+    Lun {
+        /// Config key of the LUN.
+        key: String,
+        /// Backing path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The data directory is unusable.
+    #[error("data_dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A target as the runtime serves it.
+pub struct TargetNode {
+    /// Target name.
+    pub iqn: String,
+    /// TargetAlias.
+    pub alias: Option<String>,
+    /// Authentication mode.
+    pub auth: AuthMode,
+    /// Digest policy.
+    pub digests: DigestMode,
+    /// LUN number to logical unit.
+    pub luns: BTreeMap<u64, Arc<LogicalUnit>>,
+    /// Access control entries.
+    pub acls: Vec<Acl>,
+}
+
+impl TargetNode {
+    /// The ACL entry that admits `initiator`: an exact match first, then `*`.
+    pub fn acl_for(&self, initiator: &str) -> Option<&Acl> {
+        self.acls
+            .iter()
+            .find(|a| a.initiator.eq_ignore_ascii_case(initiator))
+            .or_else(|| self.acls.iter().find(|a| a.initiator == "*"))
+    }
+}
+
+/// The I_T nexus of a session: initiator name, ISID and target.
+pub(crate) type SessionKey = (String, [u8; 6], String);
+
+/// What the table keeps of a live session.
+pub(crate) struct SessionHandle {
+    pub tsih: u16,
+    pub kill: Arc<Notify>,
+    pub done: watch::Receiver<bool>,
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    pub(crate) settings: IscsiSettings,
+    pub(crate) discovery: Discovery,
+    pub(crate) targets: Vec<Arc<TargetNode>>,
+    pub(crate) portals: Vec<SocketAddr>,
+    pub(crate) sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
+    next_tsih: AtomicU16,
+    next_nexus: AtomicU64,
+    nexus_ids: Mutex<HashMap<SessionKey, u64>>,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    connections: AtomicUsize,
+    idle: Notify,
+}
+
+impl Shared {
+    /// The target named `name` (names compare case-insensitively).
+    pub(crate) fn target(&self, name: &str) -> Option<Arc<TargetNode>> {
+        self.targets.iter().find(|t| t.iqn.eq_ignore_ascii_case(name)).cloned()
+    }
+
+    /// A TSIH not used by a live session (never 0).
+    pub(crate) fn alloc_tsih(&self) -> u16 {
+        loop {
+            let t = self.next_tsih.fetch_add(1, Ordering::Relaxed);
+            if t == 0 {
+                continue;
+            }
+            let taken = self
+                .sessions
+                .lock()
+                .map(|s| s.values().any(|h| h.tsih == t))
+                .unwrap_or(false);
+            if !taken {
+                return t;
+            }
+        }
+    }
+
+    /// A stable identifier for the I_T nexus, reused when the same initiator
+    /// port logs in again (so per-nexus SCSI state follows reinstatement).
+    pub(crate) fn nexus_id(&self, key: &SessionKey) -> u64 {
+        let mut ids = match self.nexus_ids.lock() {
+            Ok(ids) => ids,
+            Err(p) => p.into_inner(),
+        };
+        *ids.entry(key.clone())
+            .or_insert_with(|| self.next_nexus.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A running target daemon.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<TcpListener>,
+    shutdown_tx: watch::Sender<bool>,
+}
+
+/// Stops a running server from another task or a signal handler.
+#[derive(Clone)]
+pub struct ShutdownHandle(watch::Sender<bool>);
+
+impl ShutdownHandle {
+    /// Begins a graceful stop.
+    pub fn shutdown(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Server {
+    /// Opens every LUN and binds every portal; nothing is served yet.
+    pub async fn bind(cfg: &Config) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::DataDir {
+            path: cfg.data_dir.clone(),
+            source,
+        })?;
+        let targets = cfg
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(t, target)| open_target(t, target))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut listeners = Vec::new();
+        let mut portals = Vec::new();
+        for p in &cfg.portals {
+            let l = TcpListener::bind(p).await.map_err(|source| ServerError::Bind {
+                addr: p.clone(),
+                source,
+            })?;
+            let addr = l.local_addr().map_err(|source| ServerError::Bind { addr: p.clone(), source })?;
+            info!(portal = %addr, "listening");
+            portals.push(addr);
+            listeners.push(l);
+        }
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            settings: cfg.iscsi.clone(),
+            discovery: cfg.discovery.clone(),
+            targets,
+            portals,
+            sessions: Mutex::new(HashMap::new()),
+            next_tsih: AtomicU16::new(1),
+            next_nexus: AtomicU64::new(1),
+            nexus_ids: Mutex::new(HashMap::new()),
+            shutdown,
+            connections: AtomicUsize::new(0),
+            idle: Notify::new(),
+        });
+        Ok(Self { shared, listeners, shutdown_tx })
+    }
+
+    /// The bound portal addresses (with real ports when 0 was configured).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.portals.clone()
+    }
+
+    /// A handle that stops the server.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle(self.shutdown_tx.clone())
+    }
+
+    /// Serves until shut down, then asks initiators to log out, waits for
+    /// connections within a bound and flushes every logical unit.
+    pub async fn run(self) {
+        let Self { shared, listeners, shutdown_tx } = self;
+        let mut accepters = Vec::new();
+        for l in listeners {
+            accepters.push(tokio::spawn(accept_loop(l, shared.clone())));
+        }
+        let mut stop = shutdown_tx.subscribe();
+        let _ = stop.wait_for(|s| *s).await;
+        info!("stopping: no new connections, asking initiators to log out");
+        for a in &accepters {
+            a.abort();
+        }
+        let drained = tokio::time::timeout(LOGOUT_GRACE + STOP_BOUND, async {
+            while shared.connections.load(Ordering::Acquire) > 0 {
+                let idle = shared.idle.notified();
+                if shared.connections.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                connections = shared.connections.load(Ordering::Acquire),
+                "connections still open at the stop bound; closing them"
+            );
+        }
+        for t in &shared.targets {
+            for (lun, lu) in &t.luns {
+                if let Err(e) = lu.flush() {
+                    warn!(target = %t.iqn, lun, error = %e, "flush at stop failed");
+                }
+            }
+        }
+        info!("stopped");
+    }
+}
+
+/// Time initiators get to log out when the daemon stops.
+pub(crate) fn logout_grace() -> Duration {
+    LOGOUT_GRACE
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let shared = shared.clone();
+                shared.connections.fetch_add(1, Ordering::AcqRel);
+                tokio::spawn(async move {
+                    serve(&shared, stream, peer).await;
+                    if shared.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        shared.idle.notify_waiters();
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: back off, never spin.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let local = match stream.local_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let _ = stream.set_nodelay(true);
+    crate::session::run_connection(shared.clone(), stream, peer, local).await;
+}
+
+fn open_target(t: usize, target: &crate::config::Target) -> Result<Arc<TargetNode>, ServerError> {
+    let mut luns = BTreeMap::new();
+    for (l, lun) in target.luns.iter().enumerate() {
+        let key = format!("target[{t}].lun[{l}]");
+        let err = |message: String| ServerError::Lun { key: key.clone(), path: lun.file.clone(), message };
+        let size = lun.size.as_deref().map(parse_size).transpose().map_err(err)?;
+        let create = !lun.file.exists();
+        if create && size.is_none() {
+            return Err(err("the file does not exist and no size is given to create it".into()));
+        }
+        let dev = FileDevice::open(&lun.file, size, lun.block_size, create).map_err(|e| err(e.to_string()))?;
+        let ident = identity(&target.iqn, lun);
+        luns.insert(u64::from(lun.id), Arc::new(LogicalUnit::new(Arc::new(dev), ident)));
+        info!(target = %target.iqn, lun = lun.id, file = %lun.file.display(), created = create, "logical unit ready");
+    }
+    Ok(Arc::new(TargetNode {
+        iqn: target.iqn.clone(),
+        alias: target.alias.clone(),
+        auth: target.auth,
+        digests: target.digests,
+        luns,
+        acls: target.acls.clone(),
+    }))
+}
+
+/// FNV-1a, used to derive identifiers that stay the same across restarts and
+/// releases (std's hashers promise neither).
+fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for p in parts {
+        for &b in *p {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn identity(iqn: &str, lun: &crate::config::Lun) -> LuIdentity {
+    let id = lun.id.to_be_bytes();
+    let name = iqn.to_ascii_lowercase();
+    let parts: [&[u8]; 2] = [name.as_bytes(), &id];
+    let a = fnv1a(1, &parts);
+    let b = fnv1a(2, &parts);
+    // NAA 6 (IEEE Registered Extended) layout with a locally derived body.
+    let mut naa = [0u8; 16];
+    naa[..8].copy_from_slice(&a.to_be_bytes());
+    naa[8..].copy_from_slice(&b.to_be_bytes());
+    naa[0] = 0x60 | (naa[0] & 0x0f);
+    LuIdentity {
+        vendor: "IRONSAN".into(),
+        product: "ironsan LUN".into(),
+        revision: "0001".into(),
+        serial: lun.serial.clone().unwrap_or_else(|| format!("{a:016x}")),
+        naa,
+        target_name: iqn.to_string(),
+        write_cache: lun.write_cache,
+        read_only: lun.read_only,
+    }
+}

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: build, unit and integration tests, then real
+# initiators (libiscsi's conformance suite, qemu-img) against a live target.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cargo build --release --locked
+cargo test --workspace --release --locked
+tests/qemu.sh
+tests/conformance.sh
