@@ -16,7 +16,8 @@ const DEMO_USER: &str = "demo";
 /// Loads or creates the demo configuration; returns it with a banner that
 /// tells how to connect.
 pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir
         .canonicalize()
         .with_context(|| format!("resolving {}", data_dir.display()))?;
@@ -52,7 +53,8 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)>
                 }],
             }],
         };
-        cfg.validate().map_err(|(k, p)| anyhow::anyhow!("demo config: {k}: {p}"))?;
+        cfg.validate()
+            .map_err(|(k, p)| anyhow::anyhow!("demo config: {k}: {p}"))?;
         let text = toml::to_string(&cfg).context("encoding the demo config")?;
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -64,7 +66,10 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)>
         f.sync_all()?;
         cfg
     };
-    let target = cfg.targets.first().context("the demo config has no target")?;
+    let target = cfg
+        .targets
+        .first()
+        .context("the demo config has no target")?;
     let acl = target.acls.first().context("the demo config has no ACL")?;
     let secret = acl.chap_secret.as_deref().unwrap_or_default();
     let user = acl.chap_user.as_deref().unwrap_or_default();
@@ -85,7 +90,8 @@ fn random_secret() -> Result<String> {
     let mut out = String::with_capacity(24);
     while out.len() < 24 {
         let mut b = [0u8; 32];
-        getrandom::getrandom(&mut b).map_err(|e| anyhow::anyhow!("reading the system random generator: {e}"))?;
+        getrandom::getrandom(&mut b)
+            .map_err(|e| anyhow::anyhow!("reading the system random generator: {e}"))?;
         // Rejection sampling keeps the distribution uniform.
         for x in b.into_iter().filter(|&x| x < 248) {
             if out.len() < 24 {

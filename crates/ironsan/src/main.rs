@@ -54,7 +54,9 @@ enum LogFormat {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IRONSAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -79,7 +81,13 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}: ok", config.display());
             Ok(())
         }
-        Command::Serve { config, demo, data_dir, portal, log_format } => {
+        Command::Serve {
+            config,
+            demo,
+            data_dir,
+            portal,
+            log_format,
+        } => {
             init_logging(log_format);
             let (cfg, banner) = if demo {
                 let (cfg, banner) = demo::prepare(&data_dir, &portal)?;
@@ -121,7 +129,10 @@ fn serve(cfg: Config, banner: Option<String>) -> Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the daemon can still be stopped by SIGKILL.
         return std::future::pending().await;
     };

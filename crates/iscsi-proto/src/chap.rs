@@ -242,12 +242,20 @@ impl ChapTarget {
     /// The challenge is as long as the algorithm's digest (16 bytes for MD5).
     pub fn new(algorithm: ChapAlgorithm) -> Result<Self, ChapError> {
         let len = algorithm.digest_len().ok_or(ChapError::NoCommonAlgorithm)?;
-        Ok(Self::with_challenge(algorithm, random_u8()?, random_challenge(len)?))
+        Ok(Self::with_challenge(
+            algorithm,
+            random_u8()?,
+            random_challenge(len)?,
+        ))
     }
 
     /// Starts an exchange with a given identifier and challenge (tests, fuzzing).
     pub fn with_challenge(algorithm: ChapAlgorithm, id: u8, challenge: Vec<u8>) -> Self {
-        Self { algorithm, id, challenge }
+        Self {
+            algorithm,
+            id,
+            challenge,
+        }
     }
 
     /// The negotiated algorithm.
@@ -272,7 +280,10 @@ impl ChapTarget {
         let name = keys.name.ok_or(ChapError::MissingKey("CHAP_N"))?;
         let response = keys.response.ok_or(ChapError::MissingKey("CHAP_R"))?;
         let response = decode_binary(response).map_err(|_| ChapError::Malformed("CHAP_R"))?;
-        let account = accounts.iter().find(|a| a.user == name).ok_or(ChapError::UnknownUser)?;
+        let account = accounts
+            .iter()
+            .find(|a| a.user == name)
+            .ok_or(ChapError::UnknownUser)?;
         let expected = self
             .algorithm
             .hash(self.id, account.secret.expose(), &self.challenge)
@@ -286,16 +297,22 @@ impl ChapTarget {
             (Some(_), None) => return Err(ChapError::MissingKey("CHAP_C")),
             (None, Some(_)) => return Err(ChapError::MissingKey("CHAP_I")),
             (Some(id), Some(challenge)) => {
-                let id = parse_number_in(id, 0, 255).map_err(|_| ChapError::Malformed("CHAP_I"))? as u8;
-                let challenge = decode_binary(challenge).map_err(|_| ChapError::Malformed("CHAP_C"))?;
-                if challenge.len() < cfg.min_initiator_challenge_len || challenge.len() > MAX_CHALLENGE_LEN {
+                let id =
+                    parse_number_in(id, 0, 255).map_err(|_| ChapError::Malformed("CHAP_I"))? as u8;
+                let challenge =
+                    decode_binary(challenge).map_err(|_| ChapError::Malformed("CHAP_C"))?;
+                if challenge.len() < cfg.min_initiator_challenge_len
+                    || challenge.len() > MAX_CHALLENGE_LEN
+                {
                     return Err(ChapError::ChallengeLength(challenge.len()));
                 }
                 if bool::from(challenge.ct_eq(&self.challenge)) {
                     return Err(ChapError::ReflectedChallenge);
                 }
-                let (mutual_user, mutual_secret) =
-                    account.mutual.as_ref().ok_or(ChapError::MutualNotConfigured)?;
+                let (mutual_user, mutual_secret) = account
+                    .mutual
+                    .as_ref()
+                    .ok_or(ChapError::MutualNotConfigured)?;
                 if mutual_secret.ct_eq(&account.secret) {
                     return Err(ChapError::MutualSecretReused);
                 }
@@ -306,7 +323,10 @@ impl ChapTarget {
                 Some((mutual_user.clone(), answer))
             }
         };
-        Ok(ChapVerified { user: account.user.clone(), mutual })
+        Ok(ChapVerified {
+            user: account.user.clone(),
+            mutual,
+        })
     }
 }
 
@@ -325,10 +345,17 @@ mod tests {
         // Values computed independently with coreutils, e.g.
         // `printf '\x2apassword\x00\x01...\x0f' | md5sum`.
         let challenge: Vec<u8> = (0u8..16).collect();
-        let got = ChapAlgorithm::MD5.hash(0x2a, b"password", &challenge).unwrap();
+        let got = ChapAlgorithm::MD5
+            .hash(0x2a, b"password", &challenge)
+            .unwrap();
         assert_eq!(got, from_hex("3e0949a5572c2d338c182b7f6377471d"));
-        let got = ChapAlgorithm::SHA256.hash(0x2a, b"password", &challenge).unwrap();
-        assert_eq!(got, from_hex("c3557ba525a229ffb5cfed51a8282ff3ecbd809ac8076a97b152fc53adbb07aa"));
+        let got = ChapAlgorithm::SHA256
+            .hash(0x2a, b"password", &challenge)
+            .unwrap();
+        assert_eq!(
+            got,
+            from_hex("c3557ba525a229ffb5cfed51a8282ff3ecbd809ac8076a97b152fc53adbb07aa")
+        );
         let got = ChapAlgorithm::MD5.hash(1, b"secret", &[0u8; 16]).unwrap();
         assert_eq!(got, from_hex("7570c653cdf4755ccffcaa80f29268d1"));
     }
@@ -346,7 +373,10 @@ mod tests {
         assert_eq!(encode_hex(&got), "0x900150983cd24fb0d6963f7d28e17f72");
         // SHA-1("abc") and SHA3-256("abc").
         let got = ChapAlgorithm::SHA1.hash(b'a', b"b", b"c").unwrap();
-        assert_eq!(encode_hex(&got), "0xa9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            encode_hex(&got),
+            "0xa9993e364706816aba3e25717850c26c9cd0d89d"
+        );
         let got = ChapAlgorithm::SHA3_256.hash(b'a', b"b", b"c").unwrap();
         assert_eq!(
             encode_hex(&got),
@@ -360,8 +390,14 @@ mod tests {
         let all = ChapAlgorithm::ALL;
         assert_eq!(select_algorithm("5", &all), Some(ChapAlgorithm::MD5));
         assert_eq!(select_algorithm("7,6,5", &all), Some(ChapAlgorithm::SHA256));
-        assert_eq!(select_algorithm("5,8,x,300", &all), Some(ChapAlgorithm::SHA3_256));
-        assert_eq!(select_algorithm("7,6,5", &[ChapAlgorithm::MD5]), Some(ChapAlgorithm::MD5));
+        assert_eq!(
+            select_algorithm("5,8,x,300", &all),
+            Some(ChapAlgorithm::SHA3_256)
+        );
+        assert_eq!(
+            select_algorithm("7,6,5", &[ChapAlgorithm::MD5]),
+            Some(ChapAlgorithm::MD5)
+        );
         assert_eq!(select_algorithm("5", &[ChapAlgorithm::SHA256]), None);
         assert_eq!(select_algorithm("1,2,3", &all), None);
         assert_eq!(select_algorithm("", &all), None);
@@ -387,21 +423,67 @@ mod tests {
     fn verify_one_way() {
         let t = target();
         let r = response(b"initiator-secret");
-        let keys = ChapResponseKeys { name: Some("alice"), response: Some(&r), ..Default::default() };
-        let v = t.verify(&[account(None)], keys, &ChapConfig::default()).unwrap();
-        assert_eq!(v, ChapVerified { user: "alice".into(), mutual: None });
+        let keys = ChapResponseKeys {
+            name: Some("alice"),
+            response: Some(&r),
+            ..Default::default()
+        };
+        let v = t
+            .verify(&[account(None)], keys, &ChapConfig::default())
+            .unwrap();
+        assert_eq!(
+            v,
+            ChapVerified {
+                user: "alice".into(),
+                mutual: None
+            }
+        );
 
         let bad = response(b"wrong");
-        let keys = ChapResponseKeys { name: Some("alice"), response: Some(&bad), ..Default::default() };
-        assert_eq!(t.verify(&[account(None)], keys, &ChapConfig::default()), Err(ChapError::BadResponse));
-        let keys = ChapResponseKeys { name: Some("bob"), response: Some(&r), ..Default::default() };
-        assert_eq!(t.verify(&[account(None)], keys, &ChapConfig::default()), Err(ChapError::UnknownUser));
-        let keys = ChapResponseKeys { name: Some("alice"), response: Some("0x00"), ..Default::default() };
-        assert_eq!(t.verify(&[account(None)], keys, &ChapConfig::default()), Err(ChapError::BadResponse));
-        let keys = ChapResponseKeys { name: Some("alice"), response: Some("zz"), ..Default::default() };
-        assert_eq!(t.verify(&[account(None)], keys, &ChapConfig::default()), Err(ChapError::Malformed("CHAP_R")));
-        let keys = ChapResponseKeys { name: Some("alice"), ..Default::default() };
-        assert_eq!(t.verify(&[account(None)], keys, &ChapConfig::default()), Err(ChapError::MissingKey("CHAP_R")));
+        let keys = ChapResponseKeys {
+            name: Some("alice"),
+            response: Some(&bad),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.verify(&[account(None)], keys, &ChapConfig::default()),
+            Err(ChapError::BadResponse)
+        );
+        let keys = ChapResponseKeys {
+            name: Some("bob"),
+            response: Some(&r),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.verify(&[account(None)], keys, &ChapConfig::default()),
+            Err(ChapError::UnknownUser)
+        );
+        let keys = ChapResponseKeys {
+            name: Some("alice"),
+            response: Some("0x00"),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.verify(&[account(None)], keys, &ChapConfig::default()),
+            Err(ChapError::BadResponse)
+        );
+        let keys = ChapResponseKeys {
+            name: Some("alice"),
+            response: Some("zz"),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.verify(&[account(None)], keys, &ChapConfig::default()),
+            Err(ChapError::Malformed("CHAP_R"))
+        );
+        let keys = ChapResponseKeys {
+            name: Some("alice"),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.verify(&[account(None)], keys, &ChapConfig::default()),
+            Err(ChapError::MissingKey("CHAP_R"))
+        );
     }
 
     #[test]
@@ -409,29 +491,53 @@ mod tests {
         let t = target();
         let r = response(b"initiator-secret");
         let ic = encode_hex(&[0x22; 32]);
-        let keys = ChapResponseKeys { name: Some("alice"), response: Some(&r), id: Some("9"), challenge: Some(&ic) };
+        let keys = ChapResponseKeys {
+            name: Some("alice"),
+            response: Some(&r),
+            id: Some("9"),
+            challenge: Some(&ic),
+        };
         let cfg = ChapConfig::default();
-        let v = t.verify(&[account(Some(("tgt", "target-secret")))], keys, &cfg).unwrap();
-        let expected = ChapAlgorithm::MD5.hash(9, b"target-secret", &[0x22; 32]).unwrap();
+        let v = t
+            .verify(&[account(Some(("tgt", "target-secret")))], keys, &cfg)
+            .unwrap();
+        let expected = ChapAlgorithm::MD5
+            .hash(9, b"target-secret", &[0x22; 32])
+            .unwrap();
         assert_eq!(v.mutual, Some(("tgt".into(), expected)));
 
-        assert_eq!(t.verify(&[account(None)], keys, &cfg), Err(ChapError::MutualNotConfigured));
+        assert_eq!(
+            t.verify(&[account(None)], keys, &cfg),
+            Err(ChapError::MutualNotConfigured)
+        );
         let same = account(Some(("tgt", "initiator-secret")));
-        assert_eq!(t.verify(&[same], keys, &cfg), Err(ChapError::MutualSecretReused));
+        assert_eq!(
+            t.verify(&[same], keys, &cfg),
+            Err(ChapError::MutualSecretReused)
+        );
 
         let reflected = encode_hex(&[0x11; 16]);
-        let keys2 = ChapResponseKeys { challenge: Some(&reflected), ..keys };
+        let keys2 = ChapResponseKeys {
+            challenge: Some(&reflected),
+            ..keys
+        };
         assert_eq!(
             t.verify(&[account(Some(("tgt", "target-secret")))], keys2, &cfg),
             Err(ChapError::ReflectedChallenge)
         );
         let short = encode_hex(&[0x33; 8]);
-        let keys3 = ChapResponseKeys { challenge: Some(&short), ..keys };
+        let keys3 = ChapResponseKeys {
+            challenge: Some(&short),
+            ..keys
+        };
         assert_eq!(
             t.verify(&[account(Some(("tgt", "target-secret")))], keys3, &cfg),
             Err(ChapError::ChallengeLength(8))
         );
-        let keys4 = ChapResponseKeys { id: Some("256"), ..keys };
+        let keys4 = ChapResponseKeys {
+            id: Some("256"),
+            ..keys
+        };
         assert_eq!(
             t.verify(&[account(Some(("tgt", "target-secret")))], keys4, &cfg),
             Err(ChapError::Malformed("CHAP_I"))
@@ -449,7 +555,13 @@ mod tests {
         let b = ChapTarget::new(ChapAlgorithm::MD5).unwrap();
         assert_eq!(a.challenge.len(), 16);
         assert_ne!(a.challenge, b.challenge);
-        assert_eq!(ChapTarget::new(ChapAlgorithm::SHA256).unwrap().challenge.len(), 32);
+        assert_eq!(
+            ChapTarget::new(ChapAlgorithm::SHA256)
+                .unwrap()
+                .challenge
+                .len(),
+            32
+        );
         assert!(ChapTarget::new(ChapAlgorithm(1)).is_err());
     }
 

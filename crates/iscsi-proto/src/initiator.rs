@@ -14,8 +14,8 @@ use crate::chap::{random_challenge, ChapAlgorithm, Secret};
 use crate::login::{LoginRequestHeader, LoginResponseHeader, LoginStatus, Stage};
 use crate::negotiation::{Digest, SessionParams, SessionType};
 use crate::text::{
-    bool_str, decode_binary, parse_bool, parse_number_in, parse_text, split_list, TextError, TextWriter,
-    IRRELEVANT, NOT_UNDERSTOOD, REJECT,
+    bool_str, decode_binary, parse_bool, parse_number_in, parse_text, split_list, TextError,
+    TextWriter, IRRELEVANT, NOT_UNDERSTOOD, REJECT,
 };
 
 /// CHAP credentials of the initiator.
@@ -204,7 +204,11 @@ impl InitiatorLogin {
     /// Creates the driver.
     pub fn new(cfg: InitiatorConfig) -> Self {
         let params = SessionParams {
-            session_type: if cfg.target_name.is_some() { SessionType::Normal } else { SessionType::Discovery },
+            session_type: if cfg.target_name.is_some() {
+                SessionType::Normal
+            } else {
+                SessionType::Discovery
+            },
             initiator_name: cfg.initiator_name.clone(),
             initiator_alias: cfg.initiator_alias.clone(),
             target_name: cfg.target_name.clone(),
@@ -241,7 +245,14 @@ impl InitiatorLogin {
             self.write_offer(&mut w);
             Stage::FULL_FEATURE
         } else {
-            w.push("AuthMethod", if self.cfg.chap.is_some() { "CHAP" } else { "None" });
+            w.push(
+                "AuthMethod",
+                if self.cfg.chap.is_some() {
+                    "CHAP"
+                } else {
+                    "None"
+                },
+            );
             Stage::OPERATIONAL
         };
         self.send(w.into_bytes(), true, nsg)
@@ -285,7 +296,10 @@ impl InitiatorLogin {
         let mut pairs = vec![
             ("HeaderDigest", list(&o.header_digest)),
             ("DataDigest", list(&o.data_digest)),
-            ("MaxRecvDataSegmentLength", o.max_recv_data_segment_length.to_string()),
+            (
+                "MaxRecvDataSegmentLength",
+                o.max_recv_data_segment_length.to_string(),
+            ),
         ];
         if self.params.session_type == SessionType::Normal {
             pairs.extend([
@@ -296,7 +310,10 @@ impl InitiatorLogin {
                 ("MaxOutstandingR2T", o.max_outstanding_r2t.to_string()),
                 ("MaxConnections", o.max_connections.to_string()),
                 ("DataPDUInOrder", bool_str(o.data_pdu_in_order).to_owned()),
-                ("DataSequenceInOrder", bool_str(o.data_sequence_in_order).to_owned()),
+                (
+                    "DataSequenceInOrder",
+                    bool_str(o.data_sequence_in_order).to_owned(),
+                ),
             ]);
         }
         pairs.extend([
@@ -320,7 +337,11 @@ impl InitiatorLogin {
     }
 
     /// Consumes one Login Response.
-    pub fn handle(&mut self, hdr: &LoginResponseHeader, data: &[u8]) -> Result<InitiatorStep, InitiatorError> {
+    pub fn handle(
+        &mut self,
+        hdr: &LoginResponseHeader,
+        data: &[u8],
+    ) -> Result<InitiatorStep, InitiatorError> {
         if !hdr.status.is_success() {
             return Err(InitiatorError::Rejected(hdr.status));
         }
@@ -344,7 +365,8 @@ impl InitiatorLogin {
         }
         let text = std::mem::take(&mut self.rx);
         let pairs = parse_text(&text)?;
-        let (chap, other): (Vec<_>, Vec<_>) = pairs.into_iter().partition(|(k, _)| k.starts_with("CHAP_"));
+        let (chap, other): (Vec<_>, Vec<_>) =
+            pairs.into_iter().partition(|(k, _)| k.starts_with("CHAP_"));
         for (key, value) in other {
             self.take_key(key, value)?;
         }
@@ -359,7 +381,9 @@ impl InitiatorLogin {
                 return Err(proto("bad NSG"));
             }
             if self.stage == Stage::SECURITY && self.sec != Sec::Done {
-                return Err(proto("target left the security stage before authentication finished"));
+                return Err(proto(
+                    "target left the security stage before authentication finished",
+                ));
             }
             self.stage = hdr.nsg;
             if hdr.nsg == Stage::FULL_FEATURE {
@@ -385,17 +409,30 @@ impl InitiatorLogin {
     }
 
     /// Runs the CHAP keys of one security stage response.
-    fn chap(&mut self, keys: &[(&str, &str)], transit: bool, w: &mut TextWriter) -> Result<(), InitiatorError> {
+    fn chap(
+        &mut self,
+        keys: &[(&str, &str)],
+        transit: bool,
+        w: &mut TextWriter,
+    ) -> Result<(), InitiatorError> {
         let get = |name: &str| keys.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
         match std::mem::replace(&mut self.sec, Sec::Done) {
             Sec::SendAlgorithm => {
-                let chap = self.cfg.chap.as_ref().ok_or_else(|| proto("CHAP not configured"))?;
+                let chap = self
+                    .cfg
+                    .chap
+                    .as_ref()
+                    .ok_or_else(|| proto("CHAP not configured"))?;
                 let list: Vec<String> = chap.algorithms.iter().map(|a| a.0.to_string()).collect();
                 w.push("CHAP_A", &list.join(","));
                 self.sec = Sec::AwaitChallenge;
             }
             Sec::AwaitChallenge => {
-                let chap = self.cfg.chap.as_ref().ok_or_else(|| proto("CHAP not configured"))?;
+                let chap = self
+                    .cfg
+                    .chap
+                    .as_ref()
+                    .ok_or_else(|| proto("CHAP not configured"))?;
                 let (a, i, c) = match (get("CHAP_A"), get("CHAP_I"), get("CHAP_C")) {
                     (Some(a), Some(i), Some(c)) => (a, i, c),
                     _ => return Err(proto("incomplete CHAP challenge")),
@@ -406,24 +443,35 @@ impl InitiatorLogin {
                 }
                 let id = parse_number_in(i, 0, 255)? as u8;
                 let challenge = decode_binary(c)?;
-                let response = alg.hash(id, chap.secret.expose(), &challenge).ok_or_else(|| proto("bad CHAP_A"))?;
+                let response = alg
+                    .hash(id, chap.secret.expose(), &challenge)
+                    .ok_or_else(|| proto("bad CHAP_A"))?;
                 w.push("CHAP_N", &chap.user).push_hex("CHAP_R", &response);
                 let mut expected = None;
                 if let Some((_, secret)) = &chap.mutual {
                     let my_id = id.wrapping_add(1);
-                    let my_challenge = random_challenge(32).map_err(|_| proto("random generator failure"))?;
+                    let my_challenge =
+                        random_challenge(32).map_err(|_| proto("random generator failure"))?;
                     expected = alg.hash(my_id, secret.expose(), &my_challenge);
-                    w.push_num("CHAP_I", my_id.into()).push_hex("CHAP_C", &my_challenge);
+                    w.push_num("CHAP_I", my_id.into())
+                        .push_hex("CHAP_C", &my_challenge);
                 }
                 self.sec = Sec::AwaitVerdict(expected);
             }
             Sec::AwaitVerdict(expected) => {
                 if let Some(expected) = expected {
-                    let (user, _) = self.cfg.chap.as_ref().and_then(|c| c.mutual.as_ref()).ok_or(InitiatorError::MutualAuthFailed)?;
+                    let (user, _) = self
+                        .cfg
+                        .chap
+                        .as_ref()
+                        .and_then(|c| c.mutual.as_ref())
+                        .ok_or(InitiatorError::MutualAuthFailed)?;
                     let ok = get("CHAP_N") == Some(user.as_str())
                         && get("CHAP_R")
                             .and_then(|r| decode_binary(r).ok())
-                            .is_some_and(|r| r.len() == expected.len() && bool::from(r.ct_eq(&expected)));
+                            .is_some_and(|r| {
+                                r.len() == expected.len() && bool::from(r.ct_eq(&expected))
+                            });
                     if !ok {
                         return Err(InitiatorError::MutualAuthFailed);
                     }
@@ -456,10 +504,13 @@ impl InitiatorLogin {
             }
             "TargetPortalGroupTag" | "TargetAlias" | "TargetAddress" => Ok(()),
             "MaxRecvDataSegmentLength" => {
-                self.params.target_max_recv_data_segment_length = parse_number_in(value, 512, (1 << 24) - 1)? as u32;
+                self.params.target_max_recv_data_segment_length =
+                    parse_number_in(value, 512, (1 << 24) - 1)? as u32;
                 Ok(())
             }
-            _ if self.offered.remove(key) => apply_answer(&mut self.params, &self.cfg.offer, key, value),
+            _ if self.offered.remove(key) => {
+                apply_answer(&mut self.params, &self.cfg.offer, key, value)
+            }
             _ => {
                 let reply = reply_to_offer(&mut self.params, &self.cfg.offer, key, value)?;
                 self.replies.push((key.to_owned(), reply));
@@ -521,7 +572,12 @@ fn store(p: &mut SessionParams, key: &str, value: &str) -> Result<(), InitiatorE
 }
 
 /// Applies the target's answer to a key we offered, checking it is admissible.
-fn apply_answer(p: &mut SessionParams, o: &OperationalOffer, key: &str, value: &str) -> Result<(), InitiatorError> {
+fn apply_answer(
+    p: &mut SessionParams,
+    o: &OperationalOffer,
+    key: &str,
+    value: &str,
+) -> Result<(), InitiatorError> {
     if [REJECT, IRRELEVANT, NOT_UNDERSTOOD].contains(&value) {
         return Ok(());
     }
@@ -541,17 +597,29 @@ fn apply_answer(p: &mut SessionParams, o: &OperationalOffer, key: &str, value: &
 }
 
 /// Answers a key the target offered on its own.
-fn reply_to_offer(p: &mut SessionParams, o: &OperationalOffer, key: &str, value: &str) -> Result<String, InitiatorError> {
+fn reply_to_offer(
+    p: &mut SessionParams,
+    o: &OperationalOffer,
+    key: &str,
+    value: &str,
+) -> Result<String, InitiatorError> {
     let reply = match kind(o, key) {
         None => return Ok(NOT_UNDERSTOOD.to_owned()),
         Some(Kind::Digest(ours)) => {
-            match split_list(value).filter_map(Digest::parse).find(|d| ours.contains(d)) {
+            match split_list(value)
+                .filter_map(Digest::parse)
+                .find(|d| ours.contains(d))
+            {
                 Some(d) => d.as_str().to_owned(),
                 None => return Ok(REJECT.to_owned()),
             }
         }
-        Some(Kind::Min(ours)) => parse_number_in(value, 0, u64::from(u32::MAX))?.min(ours).to_string(),
-        Some(Kind::Max(ours)) => parse_number_in(value, 0, u64::from(u32::MAX))?.max(ours).to_string(),
+        Some(Kind::Min(ours)) => parse_number_in(value, 0, u64::from(u32::MAX))?
+            .min(ours)
+            .to_string(),
+        Some(Kind::Max(ours)) => parse_number_in(value, 0, u64::from(u32::MAX))?
+            .max(ours)
+            .to_string(),
         Some(Kind::And(ours)) => bool_str(parse_bool(value)? && ours).to_owned(),
         Some(Kind::Or(ours)) => bool_str(parse_bool(value)? || ours).to_owned(),
     };

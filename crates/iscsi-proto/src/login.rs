@@ -285,13 +285,22 @@ impl TargetLogin {
     }
 
     /// Handles one Login Request. Never panics, whatever the input.
-    pub fn handle(&mut self, hdr: &LoginRequestHeader, data: &[u8], authority: &dyn LoginAuthority) -> LoginStep {
+    pub fn handle(
+        &mut self,
+        hdr: &LoginRequestHeader,
+        data: &[u8],
+        authority: &dyn LoginAuthority,
+    ) -> LoginStep {
         match self.step(hdr, data, authority) {
             Ok(step) => step,
             Err(status) => {
                 debug!(status = format_args!("{:#06x}", status.0), "login failed");
                 self.finished = true;
-                LoginStep { header: response(hdr, false, hdr.nsg, status), data: Vec::new(), outcome: LoginOutcome::Failed }
+                LoginStep {
+                    header: response(hdr, false, hdr.nsg, status),
+                    data: Vec::new(),
+                    outcome: LoginOutcome::Failed,
+                }
             }
         }
     }
@@ -312,7 +321,12 @@ impl TargetLogin {
         if hdr.version_min != 0 {
             return Err(LoginStatus::UNSUPPORTED_VERSION);
         }
-        let ids = Ids { isid: hdr.isid, tsih: hdr.tsih, itt: hdr.itt, cid: hdr.cid };
+        let ids = Ids {
+            isid: hdr.isid,
+            tsih: hdr.tsih,
+            itt: hdr.itt,
+            cid: hdr.cid,
+        };
         if *self.ids.get_or_insert(ids) != ids {
             return Err(LoginStatus::INITIATOR_ERROR);
         }
@@ -338,23 +352,36 @@ impl TargetLogin {
             Some(n) => n,
             None => self.first_request(&pairs, authority)?,
         };
-        let (security, rest): (Vec<_>, Vec<_>) =
-            pairs.into_iter().partition(|(k, _)| *k == "AuthMethod" || k.starts_with("CHAP_"));
+        let (security, rest): (Vec<_>, Vec<_>) = pairs
+            .into_iter()
+            .partition(|(k, _)| *k == "AuthMethod" || k.starts_with("CHAP_"));
         let mut out = TextWriter::new();
         let normal = negotiator.params().session_type == SessionType::Normal;
         if !self.tpgt_sent && normal {
-            out.push_num("TargetPortalGroupTag", self.limits.target_portal_group_tag.into());
+            out.push_num(
+                "TargetPortalGroupTag",
+                self.limits.target_portal_group_tag.into(),
+            );
         }
         self.tpgt_sent = true;
 
         let (transit, nsg) = if hdr.csg == Stage::SECURITY {
             let progressed = self.security(&security, &mut out)?;
-            negotiator.respond(&rest, &mut out).map_err(negotiation_failed)?;
+            negotiator
+                .respond(&rest, &mut out)
+                .map_err(negotiation_failed)?;
             if !hdr.transit {
                 (false, hdr.nsg)
             } else if self.auth.satisfied() {
                 let needs_op = negotiator.needs_operational_stage();
-                (true, if hdr.nsg == Stage::FULL_FEATURE && needs_op { Stage::OPERATIONAL } else { hdr.nsg })
+                (
+                    true,
+                    if hdr.nsg == Stage::FULL_FEATURE && needs_op {
+                        Stage::OPERATIONAL
+                    } else {
+                        hdr.nsg
+                    },
+                )
             } else if progressed {
                 (false, hdr.nsg)
             } else {
@@ -367,7 +394,9 @@ impl TargetLogin {
             if !self.auth.satisfied() {
                 return Err(LoginStatus::AUTH_FAILURE);
             }
-            negotiator.respond(&rest, &mut out).map_err(negotiation_failed)?;
+            negotiator
+                .respond(&rest, &mut out)
+                .map_err(negotiation_failed)?;
             let pending = negotiator.write_target_keys(&mut out);
             (hdr.transit && !pending, hdr.nsg)
         };
@@ -391,13 +420,21 @@ impl TargetLogin {
                 tsih: hdr.tsih,
                 chap_user,
             };
-            return Ok(LoginStep { header, data: out.into_bytes(), outcome: LoginOutcome::Complete(Box::new(result)) });
+            return Ok(LoginStep {
+                header,
+                data: out.into_bytes(),
+                outcome: LoginOutcome::Complete(Box::new(result)),
+            });
         }
         if transit {
             self.stage = Some(nsg);
         }
         self.negotiator = Some(negotiator);
-        Ok(LoginStep { header, data: out.into_bytes(), outcome: LoginOutcome::Continue })
+        Ok(LoginStep {
+            header,
+            data: out.into_bytes(),
+            outcome: LoginOutcome::Continue,
+        })
     }
 
     /// Checks CSG/NSG/T/C against the current stage.
@@ -419,9 +456,15 @@ impl TargetLogin {
 
     /// Reads the names of the first request, consults the authority and
     /// prepares the negotiation.
-    fn first_request(&mut self, pairs: &[(&str, &str)], authority: &dyn LoginAuthority) -> Result<Negotiator, LoginStatus> {
+    fn first_request(
+        &mut self,
+        pairs: &[(&str, &str)],
+        authority: &dyn LoginAuthority,
+    ) -> Result<Negotiator, LoginStatus> {
         let find = |key: &str| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
-        let initiator_name = find("InitiatorName").filter(|v| !v.is_empty()).ok_or(LoginStatus::MISSING_PARAMETER)?;
+        let initiator_name = find("InitiatorName")
+            .filter(|v| !v.is_empty())
+            .ok_or(LoginStatus::MISSING_PARAMETER)?;
         let session_type = match find("SessionType") {
             None | Some("Normal") => SessionType::Normal,
             Some("Discovery") => SessionType::Discovery,
@@ -431,7 +474,11 @@ impl TargetLogin {
         if session_type == SessionType::Normal && target_name.unwrap_or_default().is_empty() {
             return Err(LoginStatus::MISSING_PARAMETER);
         }
-        let target_name = if session_type == SessionType::Normal { target_name } else { None };
+        let target_name = if session_type == SessionType::Normal {
+            target_name
+        } else {
+            None
+        };
         let policy = authority.authorize(session_type, target_name, initiator_name)?;
         self.auth = match policy {
             AuthPolicy::None => Auth::Open,
@@ -440,19 +487,28 @@ impl TargetLogin {
         let mut n = Negotiator::for_login(self.limits.clone(), session_type);
         // SessionType may be absent (default Normal); record the implied value.
         if find("SessionType").is_none() {
-            n.respond(&[("SessionType", session_type.as_str())], &mut TextWriter::new())
-                .map_err(negotiation_failed)?;
+            n.respond(
+                &[("SessionType", session_type.as_str())],
+                &mut TextWriter::new(),
+            )
+            .map_err(negotiation_failed)?;
         }
         Ok(n)
     }
 
     /// Runs the security keys of one request. Returns true when
     /// authentication progressed (so the target answers with T=0).
-    fn security(&mut self, keys: &[(&str, &str)], out: &mut TextWriter) -> Result<bool, LoginStatus> {
+    fn security(
+        &mut self,
+        keys: &[(&str, &str)],
+        out: &mut TextWriter,
+    ) -> Result<bool, LoginStatus> {
         let mut get = |name: &str| -> Result<Option<&str>, LoginStatus> {
             let mut it = keys.iter().filter(|(k, _)| *k == name);
             let first = it.next().map(|(_, v)| *v);
-            if it.next().is_some() || (first.is_some() && self.security_seen.iter().any(|s| s == name)) {
+            if it.next().is_some()
+                || (first.is_some() && self.security_seen.iter().any(|s| s == name))
+            {
                 return Err(LoginStatus::INITIATOR_ERROR);
             }
             if first.is_some() {
@@ -462,7 +518,12 @@ impl TargetLogin {
         };
         let method = get("AuthMethod")?;
         let algorithm = get("CHAP_A")?;
-        let chap = ChapResponseKeys { name: get("CHAP_N")?, response: get("CHAP_R")?, id: get("CHAP_I")?, challenge: get("CHAP_C")? };
+        let chap = ChapResponseKeys {
+            name: get("CHAP_N")?,
+            response: get("CHAP_R")?,
+            id: get("CHAP_I")?,
+            challenge: get("CHAP_C")?,
+        };
         let mut progressed = false;
 
         if let Some(list) = method {
@@ -484,18 +545,24 @@ impl TargetLogin {
             let Auth::AwaitAlgorithm(accounts) = mem::take(&mut self.auth) else {
                 return Err(LoginStatus::AUTH_FAILURE);
             };
-            let alg = select_algorithm(list, &self.chap_cfg.allowed).ok_or(LoginStatus::AUTH_FAILURE)?;
+            let alg =
+                select_algorithm(list, &self.chap_cfg.allowed).ok_or(LoginStatus::AUTH_FAILURE)?;
             let target = ChapTarget::new(alg).map_err(chap_failed)?;
             target.write_challenge(out);
             progressed = true;
             self.auth = Auth::AwaitResponse(accounts, target);
         }
-        let any_response = chap.name.is_some() || chap.response.is_some() || chap.id.is_some() || chap.challenge.is_some();
+        let any_response = chap.name.is_some()
+            || chap.response.is_some()
+            || chap.id.is_some()
+            || chap.challenge.is_some();
         if any_response {
             let Auth::AwaitResponse(accounts, target) = mem::take(&mut self.auth) else {
                 return Err(LoginStatus::AUTH_FAILURE);
             };
-            let verified = target.verify(&accounts, chap, &self.chap_cfg).map_err(chap_failed)?;
+            let verified = target
+                .verify(&accounts, chap, &self.chap_cfg)
+                .map_err(chap_failed)?;
             if let Some((name, answer)) = &verified.mutual {
                 out.push("CHAP_N", name).push_hex("CHAP_R", answer);
             }
@@ -507,7 +574,12 @@ impl TargetLogin {
     }
 }
 
-fn response(hdr: &LoginRequestHeader, transit: bool, nsg: Stage, status: LoginStatus) -> LoginResponseHeader {
+fn response(
+    hdr: &LoginRequestHeader,
+    transit: bool,
+    nsg: Stage,
+    status: LoginStatus,
+) -> LoginResponseHeader {
     LoginResponseHeader {
         transit,
         cont: false,

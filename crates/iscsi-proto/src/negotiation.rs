@@ -12,7 +12,8 @@ use thiserror::Error;
 use tracing::debug;
 
 use crate::text::{
-    bool_str, parse_bool, parse_number_in, split_list, TextWriter, IRRELEVANT, NOT_UNDERSTOOD, REJECT,
+    bool_str, parse_bool, parse_number_in, split_list, TextWriter, IRRELEVANT, NOT_UNDERSTOOD,
+    REJECT,
 };
 
 /// Smallest legal MaxRecvDataSegmentLength / MaxBurstLength / FirstBurstLength.
@@ -238,7 +239,12 @@ enum Phase {
 
 /// Keys that may be repeated during login with an identical value (libiscsi
 /// re-sends them after an `AuthMethod=None` security stage).
-const NAME_KEYS: [&str; 4] = ["InitiatorName", "InitiatorAlias", "TargetName", "SessionType"];
+const NAME_KEYS: [&str; 4] = [
+    "InitiatorName",
+    "InitiatorAlias",
+    "TargetName",
+    "SessionType",
+];
 
 /// Keys irrelevant in a discovery session (RFC 7143 section 13).
 const DISCOVERY_IRRELEVANT: [&str; 9] = [
@@ -274,8 +280,18 @@ pub struct Negotiator {
 impl Negotiator {
     /// A negotiator for a login of the given session type.
     pub fn for_login(limits: TargetLimits, session_type: SessionType) -> Self {
-        let params = SessionParams { session_type, ..SessionParams::default() };
-        Self { limits, params, phase: Phase::Login, seen: HashSet::new(), offers: Vec::new(), declared: false }
+        let params = SessionParams {
+            session_type,
+            ..SessionParams::default()
+        };
+        Self {
+            limits,
+            params,
+            phase: Phase::Login,
+            seen: HashSet::new(),
+            offers: Vec::new(),
+            declared: false,
+        }
     }
 
     /// A negotiator for a full-feature Text exchange on an existing session.
@@ -283,7 +299,14 @@ impl Negotiator {
     /// Only MaxRecvDataSegmentLength may change; login-only keys are answered
     /// `Reject`. `SendTargets` is left to the caller (no answer is written).
     pub fn for_full_feature(limits: TargetLimits, params: SessionParams) -> Self {
-        Self { limits, params, phase: Phase::FullFeature, seen: HashSet::new(), offers: Vec::new(), declared: true }
+        Self {
+            limits,
+            params,
+            phase: Phase::FullFeature,
+            seen: HashSet::new(),
+            offers: Vec::new(),
+            declared: true,
+        }
     }
 
     /// Parameters negotiated so far.
@@ -309,20 +332,25 @@ impl Negotiator {
     /// Answers the initiator's keys, appending responses to `out`.
     ///
     /// Keys answering an earlier target offer produce no response.
-    pub fn respond(&mut self, pairs: &[(&str, &str)], out: &mut TextWriter) -> Result<(), NegotiationError> {
+    pub fn respond(
+        &mut self,
+        pairs: &[(&str, &str)],
+        out: &mut TextWriter,
+    ) -> Result<(), NegotiationError> {
         let mut answers: Vec<(String, String)> = Vec::new();
         let mut fbl_answer: Option<usize> = None;
         for &(key, value) in pairs {
+            if let Some(pos) = self.offers.iter().position(|o| o.key == key) {
+                let offer = self.offers.remove(pos);
+                self.seen.insert(key.to_owned());
+                self.take_answer(offer, value)?;
+                continue;
+            }
             if self.phase == Phase::Login && !self.seen.insert(key.to_owned()) {
                 if NAME_KEYS.contains(&key) && self.same_name(key, value) {
                     continue;
                 }
                 return Err(NegotiationError::DuplicateKey(truncate(key)));
-            }
-            if let Some(pos) = self.offers.iter().position(|o| o.key == key) {
-                let offer = self.offers.remove(pos);
-                self.take_answer(offer, value)?;
-                continue;
             }
             if let Some(answer) = self.answer(key, value)? {
                 if key == "FirstBurstLength" {
@@ -402,7 +430,12 @@ impl Negotiator {
                 return Ok(None);
             }
             "HeaderDigest" => {
-                return digest_answer(value, lim.header_digest, &mut p.header_digest, "HeaderDigest");
+                return digest_answer(
+                    value,
+                    lim.header_digest,
+                    &mut p.header_digest,
+                    "HeaderDigest",
+                );
             }
             "DataDigest" => {
                 return digest_answer(value, lim.data_digest, &mut p.data_digest, "DataDigest");
@@ -455,7 +488,9 @@ impl Negotiator {
             // allowed for IFMarker/OFMarker and is what open-iscsi expects.
             "IFMarker" | "OFMarker" => Some("No".into()),
             "IFMarkInt" | "OFMarkInt" => None,
-            "TaskReporting" => split_list(value).any(|v| v == "RFC3720").then(|| "RFC3720".into()),
+            "TaskReporting" => split_list(value)
+                .any(|v| v == "RFC3720")
+                .then(|| "RFC3720".into()),
             "iSCSIProtocolLevel" => num(0, 31).map(|v| v.min(1).to_string()),
             _ if is_standard_key(key) => None,
             _ => Some(NOT_UNDERSTOOD.into()),
@@ -471,7 +506,9 @@ impl Negotiator {
             if value == IRRELEVANT && offer.key == "FirstBurstLength" {
                 return Ok(offer.value);
             }
-            parse_number_in(value, min, max).map(|v| v as u32).map_err(|_| bad.clone())
+            parse_number_in(value, min, max)
+                .map(|v| v as u32)
+                .map_err(|_| bad.clone())
         };
         match offer.key {
             "HeaderDigest" | "DataDigest" => {
@@ -485,7 +522,9 @@ impl Negotiator {
                 }
             }
             "MaxBurstLength" => p.max_burst_length = n(MIN_DATA_LEN.into(), offer.value.into())?,
-            "FirstBurstLength" => p.first_burst_length = n(MIN_DATA_LEN.into(), offer.value.into())?,
+            "FirstBurstLength" => {
+                p.first_burst_length = n(MIN_DATA_LEN.into(), offer.value.into())?
+            }
             "DefaultTime2Retain" => p.default_time2retain = n(0, offer.value.into())? as u16,
             "DefaultTime2Wait" => p.default_time2wait = n(offer.value.into(), 3600)? as u16,
             "ImmediateData" => {
@@ -515,7 +554,10 @@ impl Negotiator {
                 v.push((Offer { key, value }, text));
             }
         };
-        for (key, policy) in [("HeaderDigest", lim.header_digest), ("DataDigest", lim.data_digest)] {
+        for (key, policy) in [
+            ("HeaderDigest", lim.header_digest),
+            ("DataDigest", lim.data_digest),
+        ] {
             if policy == DigestPolicy::Required {
                 want(key, 0, "CRC32C".into());
             }
@@ -527,7 +569,10 @@ impl Negotiator {
         if mbl < p.max_burst_length {
             want("MaxBurstLength", mbl, mbl.to_string());
         }
-        let fbl = lim.first_burst_length.clamp(MIN_DATA_LEN, MAX_DATA_LEN).min(mbl.min(p.max_burst_length));
+        let fbl = lim
+            .first_burst_length
+            .clamp(MIN_DATA_LEN, MAX_DATA_LEN)
+            .min(mbl.min(p.max_burst_length));
         if fbl < p.first_burst_length {
             want("FirstBurstLength", fbl, fbl.to_string());
         }
@@ -539,7 +584,11 @@ impl Negotiator {
             want("DefaultTime2Wait", t.into(), t.to_string());
         }
         if lim.default_time2retain < p.default_time2retain {
-            want("DefaultTime2Retain", lim.default_time2retain.into(), lim.default_time2retain.to_string());
+            want(
+                "DefaultTime2Retain",
+                lim.default_time2retain.into(),
+                lim.default_time2retain.to_string(),
+            );
         }
         v
     }
@@ -552,12 +601,14 @@ impl Negotiator {
             return self.awaiting_answers();
         }
         self.declared = true;
-        let mrdsl = self.limits.max_recv_data_segment_length.clamp(MIN_DATA_LEN, MAX_DATA_LEN);
+        let mrdsl = self
+            .limits
+            .max_recv_data_segment_length
+            .clamp(MIN_DATA_LEN, MAX_DATA_LEN);
         out.push_num("MaxRecvDataSegmentLength", mrdsl.into());
         self.params.target_max_recv_data_segment_length = mrdsl;
         for (offer, text) in self.needed_offers() {
             out.push(offer.key, &text);
-            self.seen.insert(offer.key.to_owned());
             self.offers.push(offer);
         }
         self.awaiting_answers()

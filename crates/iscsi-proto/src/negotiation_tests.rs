@@ -4,10 +4,17 @@
 use super::*;
 use crate::text::parse_text;
 
-fn answers(n: &mut Negotiator, pairs: &[(&str, &str)]) -> Result<Vec<(String, String)>, NegotiationError> {
+fn answers(
+    n: &mut Negotiator,
+    pairs: &[(&str, &str)],
+) -> Result<Vec<(String, String)>, NegotiationError> {
     let mut w = TextWriter::new();
     n.respond(pairs, &mut w)?;
-    Ok(parse_text(w.as_bytes()).unwrap().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    Ok(parse_text(w.as_bytes())
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect())
 }
 
 fn one(limits: TargetLimits, key: &str, value: &str) -> (String, SessionParams) {
@@ -28,9 +35,19 @@ fn defaults_follow_rfc() {
     assert_eq!(p.header_digest, Digest::None);
     assert_eq!(p.max_recv_data_segment_length, 8192);
     assert_eq!(p.target_max_recv_data_segment_length, 8192);
-    assert_eq!((p.max_burst_length, p.first_burst_length), (262_144, 65_536));
+    assert_eq!(
+        (p.max_burst_length, p.first_burst_length),
+        (262_144, 65_536)
+    );
     assert!(p.initial_r2t && p.immediate_data && p.data_pdu_in_order && p.data_sequence_in_order);
-    assert_eq!((p.max_outstanding_r2t, p.max_connections, p.error_recovery_level), (1, 1, 0));
+    assert_eq!(
+        (
+            p.max_outstanding_r2t,
+            p.max_connections,
+            p.error_recovery_level
+        ),
+        (1, 1, 0)
+    );
     assert_eq!((p.default_time2wait, p.default_time2retain), (2, 20));
     assert_eq!(p.session_type, SessionType::Normal);
 }
@@ -46,9 +63,23 @@ fn minimum_keys() {
     assert_eq!(one(l.clone(), "DefaultTime2Retain", "0").0, "0");
     assert_eq!(one(l.clone(), "DefaultTime2Retain", "3600").0, "20");
     assert_eq!(one(l.clone(), "ErrorRecoveryLevel", "2").0, "0");
-    let (a, p) = one(TargetLimits { error_recovery_level: 2, ..l.clone() }, "ErrorRecoveryLevel", "1");
+    let (a, p) = one(
+        TargetLimits {
+            error_recovery_level: 2,
+            ..l.clone()
+        },
+        "ErrorRecoveryLevel",
+        "1",
+    );
     assert_eq!((a.as_str(), p.error_recovery_level), ("1", 1));
-    let (a, p) = one(TargetLimits { max_outstanding_r2t: 16, ..l }, "MaxOutstandingR2T", "8");
+    let (a, p) = one(
+        TargetLimits {
+            max_outstanding_r2t: 16,
+            ..l
+        },
+        "MaxOutstandingR2T",
+        "8",
+    );
     assert_eq!((a.as_str(), p.max_outstanding_r2t), ("8", 8));
 }
 
@@ -65,16 +96,29 @@ fn boolean_keys() {
     let l = TargetLimits::default();
     // OR: the target's InitialR2T=Yes wins.
     assert_eq!(one(l.clone(), "InitialR2T", "No").0, "Yes");
-    let l_no_r2t = TargetLimits { initial_r2t: false, ..l.clone() };
+    let l_no_r2t = TargetLimits {
+        initial_r2t: false,
+        ..l.clone()
+    };
     assert_eq!(one(l_no_r2t.clone(), "InitialR2T", "No").0, "No");
     assert_eq!(one(l_no_r2t, "InitialR2T", "Yes").0, "Yes");
     // AND.
     assert_eq!(one(l.clone(), "ImmediateData", "Yes").0, "Yes");
     assert_eq!(one(l.clone(), "ImmediateData", "No").0, "No");
-    let (a, p) = one(TargetLimits { immediate_data: false, ..l.clone() }, "ImmediateData", "Yes");
+    let (a, p) = one(
+        TargetLimits {
+            immediate_data: false,
+            ..l.clone()
+        },
+        "ImmediateData",
+        "Yes",
+    );
     assert_eq!((a.as_str(), p.immediate_data), ("No", false));
     assert_eq!(one(l.clone(), "DataPDUInOrder", "No").0, "Yes");
-    let relaxed = TargetLimits { data_sequence_in_order: false, ..l.clone() };
+    let relaxed = TargetLimits {
+        data_sequence_in_order: false,
+        ..l.clone()
+    };
     assert_eq!(one(relaxed, "DataSequenceInOrder", "No").0, "No");
     assert_eq!(one(l, "ImmediateData", "maybe").0, "Reject");
 }
@@ -101,12 +145,17 @@ fn out_of_range_values_are_rejected() {
 #[test]
 fn declarative_mrdsl() {
     let mut n = normal();
-    assert!(answers(&mut n, &[("MaxRecvDataSegmentLength", "0x10000")]).unwrap().is_empty());
+    assert!(answers(&mut n, &[("MaxRecvDataSegmentLength", "0x10000")])
+        .unwrap()
+        .is_empty());
     assert_eq!(n.params().max_recv_data_segment_length, 65536);
     for bad in ["511", "16777216", "x", ""] {
         let mut n = normal();
         let e = answers(&mut n, &[("MaxRecvDataSegmentLength", bad)]).unwrap_err();
-        assert_eq!(e, NegotiationError::InvalidDeclaration("MaxRecvDataSegmentLength".into()));
+        assert_eq!(
+            e,
+            NegotiationError::InvalidDeclaration("MaxRecvDataSegmentLength".into())
+        );
     }
 }
 
@@ -117,11 +166,18 @@ fn digest_list_selection() {
     assert_eq!(one(l.clone(), "HeaderDigest", "None,CRC32C").0, "None");
     assert_eq!(one(l.clone(), "DataDigest", "Foo,CRC32C").0, "CRC32C");
     assert_eq!(one(l.clone(), "DataDigest", "Foo").0, "Reject");
-    let req = TargetLimits { header_digest: DigestPolicy::Required, data_digest: DigestPolicy::Required, ..l };
+    let req = TargetLimits {
+        header_digest: DigestPolicy::Required,
+        data_digest: DigestPolicy::Required,
+        ..l
+    };
     let (a, p) = one(req.clone(), "HeaderDigest", "None,CRC32C");
     assert_eq!((a.as_str(), p.header_digest), ("CRC32C", Digest::Crc32c));
     let mut n = Negotiator::for_login(req, SessionType::Normal);
-    assert_eq!(answers(&mut n, &[("DataDigest", "None")]), Err(NegotiationError::DigestRequired("DataDigest")));
+    assert_eq!(
+        answers(&mut n, &[("DataDigest", "None")]),
+        Err(NegotiationError::DigestRequired("DataDigest"))
+    );
 }
 
 #[test]
@@ -162,7 +218,12 @@ fn discovery_irrelevant_keys() {
     let mut n = Negotiator::for_login(TargetLimits::default(), SessionType::Discovery);
     let a = answers(
         &mut n,
-        &[("MaxBurstLength", "512"), ("InitialR2T", "No"), ("HeaderDigest", "None"), ("MaxRecvDataSegmentLength", "8192")],
+        &[
+            ("MaxBurstLength", "512"),
+            ("InitialR2T", "No"),
+            ("HeaderDigest", "None"),
+            ("MaxRecvDataSegmentLength", "8192"),
+        ],
     )
     .unwrap();
     assert_eq!(a[0].1, "Irrelevant");
@@ -181,14 +242,34 @@ fn duplicate_keys_fail() {
         Err(NegotiationError::DuplicateKey("MaxBurstLength".into()))
     );
     let mut n = normal();
-    assert!(answers(&mut n, &[("HeaderDigest", "None"), ("HeaderDigest", "None")]).is_err());
+    assert!(answers(
+        &mut n,
+        &[("HeaderDigest", "None"), ("HeaderDigest", "None")]
+    )
+    .is_err());
 }
 
 #[test]
 fn names_may_be_repeated_identically() {
     let mut n = normal();
-    answers(&mut n, &[("InitiatorName", "iqn.a"), ("TargetName", "iqn.t"), ("SessionType", "Normal")]).unwrap();
-    answers(&mut n, &[("InitiatorName", "iqn.a"), ("TargetName", "iqn.t"), ("SessionType", "Normal")]).unwrap();
+    answers(
+        &mut n,
+        &[
+            ("InitiatorName", "iqn.a"),
+            ("TargetName", "iqn.t"),
+            ("SessionType", "Normal"),
+        ],
+    )
+    .unwrap();
+    answers(
+        &mut n,
+        &[
+            ("InitiatorName", "iqn.a"),
+            ("TargetName", "iqn.t"),
+            ("SessionType", "Normal"),
+        ],
+    )
+    .unwrap();
     assert!(answers(&mut n, &[("InitiatorName", "iqn.b")]).is_err());
     let mut n = normal();
     assert!(answers(&mut n, &[("SessionType", "Discovery")]).is_err());
@@ -243,7 +324,10 @@ fn target_declares_and_offers_what_it_needs() {
     let mut w2 = TextWriter::new();
     assert!(n.write_target_keys(&mut w2));
     assert!(w2.is_empty());
-    assert_eq!(n.clone().finish(), Err(NegotiationError::Unanswered("HeaderDigest")));
+    assert_eq!(
+        n.clone().finish(),
+        Err(NegotiationError::Unanswered("HeaderDigest"))
+    );
     let a = answers(
         &mut n,
         &[
@@ -268,11 +352,27 @@ fn target_declares_and_offers_what_it_needs() {
 
 #[test]
 fn inadmissible_answers_to_offers_fail() {
-    let limits = TargetLimits { max_burst_length: 32768, header_digest: DigestPolicy::Required, ..TargetLimits::default() };
+    let limits = TargetLimits {
+        max_burst_length: 32768,
+        header_digest: DigestPolicy::Required,
+        ..TargetLimits::default()
+    };
     for (k, v, e) in [
-        ("MaxBurstLength", "65536", NegotiationError::BadAnswer("MaxBurstLength")),
-        ("MaxBurstLength", "Reject", NegotiationError::BadAnswer("MaxBurstLength")),
-        ("HeaderDigest", "None", NegotiationError::DigestRequired("HeaderDigest")),
+        (
+            "MaxBurstLength",
+            "65536",
+            NegotiationError::BadAnswer("MaxBurstLength"),
+        ),
+        (
+            "MaxBurstLength",
+            "Reject",
+            NegotiationError::BadAnswer("MaxBurstLength"),
+        ),
+        (
+            "HeaderDigest",
+            "None",
+            NegotiationError::DigestRequired("HeaderDigest"),
+        ),
     ] {
         let mut n = Negotiator::for_login(limits.clone(), SessionType::Normal);
         n.write_target_keys(&mut TextWriter::new());
@@ -282,27 +382,66 @@ fn inadmissible_answers_to_offers_fail() {
 
 #[test]
 fn no_offers_for_keys_already_negotiated() {
-    let limits = TargetLimits { max_burst_length: 32768, ..TargetLimits::default() };
-    let mut n = Negotiator::for_login(limits, SessionType::Normal);
+    let limits = TargetLimits {
+        max_burst_length: 32768,
+        ..TargetLimits::default()
+    };
+    let mut n = Negotiator::for_login(limits.clone(), SessionType::Normal);
     answers(&mut n, &[("MaxBurstLength", "262144")]).unwrap();
     let mut w = TextWriter::new();
+    // FirstBurstLength's default (65536) now exceeds MaxBurstLength: offered.
+    assert!(n.write_target_keys(&mut w));
+    assert_eq!(
+        parse_text(w.as_bytes()).unwrap(),
+        vec![
+            ("MaxRecvDataSegmentLength", "262144"),
+            ("FirstBurstLength", "32768")
+        ]
+    );
+    answers(&mut n, &[("FirstBurstLength", "32768")]).unwrap();
+    assert_eq!(
+        answers(&mut n, &[("FirstBurstLength", "512")]),
+        Err(NegotiationError::DuplicateKey("FirstBurstLength".into()))
+    );
+
+    let mut n = Negotiator::for_login(limits, SessionType::Normal);
+    answers(
+        &mut n,
+        &[("MaxBurstLength", "262144"), ("FirstBurstLength", "8192")],
+    )
+    .unwrap();
+    let mut w = TextWriter::new();
     assert!(!n.write_target_keys(&mut w));
-    assert_eq!(parse_text(w.as_bytes()).unwrap(), vec![("MaxRecvDataSegmentLength", "262144")]);
+    assert_eq!(
+        parse_text(w.as_bytes()).unwrap(),
+        vec![("MaxRecvDataSegmentLength", "262144")]
+    );
     assert_eq!(n.finish().unwrap().max_burst_length, 32768);
 }
 
 #[test]
 fn full_feature_text_negotiation() {
-    let params = SessionParams { initiator_name: "iqn.x".into(), ..SessionParams::default() };
+    let params = SessionParams {
+        initiator_name: "iqn.x".into(),
+        ..SessionParams::default()
+    };
     let mut n = Negotiator::for_full_feature(TargetLimits::default(), params);
     let a = answers(
         &mut n,
-        &[("MaxRecvDataSegmentLength", "65536"), ("SendTargets", "All"), ("MaxBurstLength", "512"), ("X-foo", "1")],
+        &[
+            ("MaxRecvDataSegmentLength", "65536"),
+            ("SendTargets", "All"),
+            ("MaxBurstLength", "512"),
+            ("X-foo", "1"),
+        ],
     )
     .unwrap();
     assert_eq!(
         a,
-        vec![("MaxBurstLength".to_owned(), "Reject".to_owned()), ("X-foo".to_owned(), "NotUnderstood".to_owned())]
+        vec![
+            ("MaxBurstLength".to_owned(), "Reject".to_owned()),
+            ("X-foo".to_owned(), "NotUnderstood".to_owned())
+        ]
     );
     assert_eq!(n.params().max_recv_data_segment_length, 65536);
     assert_eq!(n.params().max_burst_length, 262_144);

@@ -800,7 +800,14 @@ pub fn encode_tmf_response(itt: u32, response: TmfResponse) -> Bhs {
 }
 
 /// Encodes a Text Response header.
-pub fn encode_text_response(final_bit: bool, cont: bool, lun: u64, itt: u32, ttt: u32, data_len: u32) -> Bhs {
+pub fn encode_text_response(
+    final_bit: bool,
+    cont: bool,
+    lun: u64,
+    itt: u32,
+    ttt: u32,
+    data_len: u32,
+) -> Bhs {
     let mut b = Bhs::new(Opcode::TEXT_RESPONSE);
     b.0[1] = u8::from(final_bit) << 7 | u8::from(cont) << 6;
     b.0[8..16].copy_from_slice(&lun.to_be_bytes());
@@ -811,7 +818,12 @@ pub fn encode_text_response(final_bit: bool, cont: bool, lun: u64, itt: u32, ttt
 }
 
 /// Encodes a Logout Response header.
-pub fn encode_logout_response(itt: u32, response: LogoutResponseCode, time2wait: u16, time2retain: u16) -> Bhs {
+pub fn encode_logout_response(
+    itt: u32,
+    response: LogoutResponseCode,
+    time2wait: u16,
+    time2retain: u16,
+) -> Bhs {
     let mut b = Bhs::new(Opcode::LOGOUT_RESPONSE);
     b.0[1] = 0x80;
     b.0[2] = response.0;
@@ -847,7 +859,14 @@ pub fn encode_reject(reason: RejectReason, data_sn: u32) -> Bhs {
 }
 
 /// Encodes a NOP-Out header (initiator side).
-pub fn encode_nop_out(immediate: bool, itt: u32, ttt: u32, cmd_sn: u32, exp_stat_sn: u32, data_len: u32) -> Bhs {
+pub fn encode_nop_out(
+    immediate: bool,
+    itt: u32,
+    ttt: u32,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    data_len: u32,
+) -> Bhs {
     let mut b = Bhs::new(Opcode::NOP_OUT);
     if immediate {
         b.0[0] |= 0x40;
@@ -862,7 +881,13 @@ pub fn encode_nop_out(immediate: bool, itt: u32, ttt: u32, cmd_sn: u32, exp_stat
 }
 
 /// Encodes a Logout Request header (initiator side).
-pub fn encode_logout_request(reason: LogoutReason, itt: u32, cid: u16, cmd_sn: u32, exp_stat_sn: u32) -> Bhs {
+pub fn encode_logout_request(
+    reason: LogoutReason,
+    itt: u32,
+    cid: u16,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+) -> Bhs {
     let mut b = Bhs::new(Opcode::LOGOUT_REQUEST);
     b.0[0] |= 0x40;
     b.0[1] = 0x80 | (reason.0 & 0x7f);
@@ -874,7 +899,13 @@ pub fn encode_logout_request(reason: LogoutReason, itt: u32, cid: u16, cmd_sn: u
 }
 
 /// Encodes a Text Request header (initiator side).
-pub fn encode_text_request(itt: u32, ttt: u32, cmd_sn: u32, exp_stat_sn: u32, data_len: u32) -> Bhs {
+pub fn encode_text_request(
+    itt: u32,
+    ttt: u32,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    data_len: u32,
+) -> Bhs {
     let mut b = Bhs::new(Opcode::TEXT_REQUEST);
     b.0[0] |= 0x40;
     b.0[1] = 0x80;
@@ -887,7 +918,15 @@ pub fn encode_text_request(itt: u32, ttt: u32, cmd_sn: u32, exp_stat_sn: u32, da
 }
 
 /// Encodes a Task Management Function Request header (initiator side).
-pub fn encode_tmf_request(f: TmfFunction, lun: u64, itt: u32, rtt: u32, cmd_sn: u32, exp_stat_sn: u32, ref_cmd_sn: u32) -> Bhs {
+pub fn encode_tmf_request(
+    f: TmfFunction,
+    lun: u64,
+    itt: u32,
+    rtt: u32,
+    cmd_sn: u32,
+    exp_stat_sn: u32,
+    ref_cmd_sn: u32,
+) -> Bhs {
     let mut b = Bhs::new(Opcode::TASK_MGMT_REQUEST);
     b.0[0] |= 0x40;
     b.0[1] = 0x80 | (f.0 & 0x7f);
@@ -941,7 +980,10 @@ mod tests {
     fn opcode_debug_names_unknown_values() {
         assert_eq!(format!("{:?}", Opcode::SCSI_COMMAND), "SCSI_COMMAND");
         assert_eq!(format!("{:?}", Opcode(0x1c)), "Opcode(0x1c)");
-        assert_eq!(Request::parse(&Bhs::new(Opcode(0x1c))), Request::Unknown(Opcode(0x1c)));
+        assert_eq!(
+            Request::parse(&Bhs::new(Opcode(0x1c))),
+            Request::Unknown(Opcode(0x1c))
+        );
     }
 
     #[test]
@@ -1016,7 +1058,13 @@ mod tests {
 
     #[test]
     fn response_flags() {
-        let r = ScsiResponse { response: 0, status: 2, itt: 5, exp_data_sn: 0, residual: Residual::Overflow(7) };
+        let r = ScsiResponse {
+            response: 0,
+            status: 2,
+            itt: 5,
+            exp_data_sn: 0,
+            residual: Residual::Overflow(7),
+        };
         let b = r.encode(20);
         assert_eq!(b.0[1], 0x84);
         assert_eq!(b.0[3], 2);

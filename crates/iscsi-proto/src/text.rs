@@ -92,7 +92,8 @@ pub fn parse_text(data: &[u8]) -> Result<Vec<(&str, &str)>, TextError> {
         if chunk.is_empty() {
             continue;
         }
-        let text = std::str::from_utf8(chunk).map_err(|_| TextError::InvalidUtf8 { offset: start })?;
+        let text =
+            std::str::from_utf8(chunk).map_err(|_| TextError::InvalidUtf8 { offset: start })?;
         let (key, value) = text
             .split_once('=')
             .ok_or(TextError::MissingEquals { offset: start })?;
@@ -376,11 +377,20 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        assert_eq!(parse_text(b"A=1\0Bogus\0"), Err(TextError::MissingEquals { offset: 4 }));
+        assert_eq!(
+            parse_text(b"A=1\0Bogus\0"),
+            Err(TextError::MissingEquals { offset: 4 })
+        );
         assert_eq!(parse_text(b"=x\0"), Err(TextError::EmptyKey { offset: 0 }));
-        assert_eq!(parse_text(b"A=\xff\0"), Err(TextError::InvalidUtf8 { offset: 0 }));
+        assert_eq!(
+            parse_text(b"A=\xff\0"),
+            Err(TextError::InvalidUtf8 { offset: 0 })
+        );
         let long_key = format!("{}=1", "K".repeat(64));
-        assert_eq!(parse_text(long_key.as_bytes()), Err(TextError::KeyTooLong { len: 64 }));
+        assert_eq!(
+            parse_text(long_key.as_bytes()),
+            Err(TextError::KeyTooLong { len: 64 })
+        );
         let ok_key = format!("{}=1", "K".repeat(63));
         assert!(parse_text(ok_key.as_bytes()).is_ok());
     }
@@ -390,7 +400,14 @@ mod tests {
         let v255 = format!("A={}", "v".repeat(255));
         assert!(parse_text(v255.as_bytes()).is_ok());
         let v256 = format!("A={}", "v".repeat(256));
-        assert!(matches!(parse_text(v256.as_bytes()), Err(TextError::ValueTooLong { len: 256, max: 255, .. })));
+        assert!(matches!(
+            parse_text(v256.as_bytes()),
+            Err(TextError::ValueTooLong {
+                len: 256,
+                max: 255,
+                ..
+            })
+        ));
         let chap = format!("CHAP_C=0x{}", "ab".repeat(1024));
         assert!(parse_text(chap.as_bytes()).is_ok());
         let chap = format!("CHAP_C=0x{}", "ab".repeat(4096));
@@ -400,7 +417,10 @@ mod tests {
     #[test]
     fn writer_round_trip() {
         let mut w = TextWriter::new();
-        w.push("A", "x").push_num("N", 8192).push_bool("B", false).push_hex("H", &[1, 0xab]);
+        w.push("A", "x")
+            .push_num("N", 8192)
+            .push_bool("B", false)
+            .push_hex("H", &[1, 0xab]);
         assert_eq!(w.as_bytes(), b"A=x\0N=8192\0B=No\0H=0x01ab\0");
         let pairs = parse_text(w.as_bytes()).unwrap();
         assert_eq!(pairs[3], ("H", "0x01ab"));
@@ -412,7 +432,16 @@ mod tests {
         assert_eq!(parse_number("0x2000"), Ok(8192));
         assert_eq!(parse_number("0X1f"), Ok(31));
         assert_eq!(parse_number("0"), Ok(0));
-        for bad in ["", "0x", "-1", "+1", "1 ", "12a", "99999999999999999999999", "0xg"] {
+        for bad in [
+            "",
+            "0x",
+            "-1",
+            "+1",
+            "1 ",
+            "12a",
+            "99999999999999999999999",
+            "0xg",
+        ] {
             assert!(parse_number(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_number_in("512", 512, 1024), Ok(512));

@@ -23,4 +23,6 @@ pub use sense::{Asc, Sense, SenseData, SenseKey};
 pub use spc::{encode_lun, execute_no_lun, report_luns};
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

@@ -1,9 +1,7 @@
 //! The logical unit: command dispatch, unit attentions, PREVENT ALLOW
 //! MEDIUM REMOVAL state and task-management resets.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -186,9 +184,9 @@ impl LogicalUnit {
     }
 
     fn shard(&self, nexus: &Nexus) -> &Mutex<HashMap<Nexus, NexusState>> {
-        let mut h = DefaultHasher::new();
-        nexus.hash(&mut h);
-        &self.nexuses[(h.finish() as usize) % SHARDS]
+        let mix =
+            (nexus.id ^ (u64::from(nexus.relative_port) << 48)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.nexuses[(mix >> 60) as usize % SHARDS]
     }
 
     /// Register the nexus; unless `exempt`, take its oldest unit attention.
@@ -237,16 +235,21 @@ impl LogicalUnit {
         any
     }
 
-    /// LOGICAL UNIT RESET / TARGET RESET: clear PREVENT state, restore the
-    /// default mode parameters and establish a reset unit attention for every
-    /// nexus except `by`. Pending unit attentions are superseded.
+    /// LOGICAL UNIT RESET / TARGET RESET: clear PREVENT state and establish
+    /// a reset unit attention for every known nexus except `by` (pending unit
+    /// attentions are superseded). A cold reset (power on) also restores the
+    /// default mode parameters; LU and warm resets keep them, since
+    /// initiators do not re-read the caching page after a reset and silently
+    /// re-enabling a write cache the host turned off would risk data loss.
     pub fn reset(&self, by: Option<Nexus>, kind: ResetKind) {
         let asc = match kind {
             ResetKind::LogicalUnit => Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED,
             ResetKind::TargetWarm => Asc::SCSI_BUS_RESET_OCCURRED,
             ResetKind::TargetCold => Asc::POWER_ON_OCCURRED,
         };
-        self.mode.reset();
+        if kind == ResetKind::TargetCold {
+            self.mode.reset();
+        }
         self.for_each_nexus(|n, st| {
             st.prevent = false;
             if Some(*n) != by {

@@ -70,9 +70,15 @@ impl ModeState {
         self.bits.store(self.default_bits, Ordering::Release);
     }
 
-    /// Install new bits; returns true if anything changed.
-    fn set(&self, bits: u8) -> bool {
-        self.bits.swap(bits, Ordering::AcqRel) != bits
+    /// Atomically set / clear bits; returns true if anything changed.
+    fn update(&self, set: u8, clear: u8) -> bool {
+        let old = self
+            .bits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some((b | set) & !clear)
+            })
+            .unwrap_or_else(|b| b);
+        (old | set) & !clear != old
     }
 }
 
@@ -268,7 +274,7 @@ pub(crate) fn mode_select(
             ));
         }
     }
-    let mut new_bits = state.bits();
+    let (mut set, mut clear) = (0u8, 0u8);
     let mut pos = hdr_len + bd_len;
     let mut cur = [0u8; MAX_PAGE];
     let mut chg = [0u8; MAX_PAGE];
@@ -283,7 +289,7 @@ pub(crate) fn mode_select(
                 .get(pos + 1)
                 .ok_or(Sense::parameter_list_length_error())?,
         );
-        let n = build_page(code, Pc::Current, new_bits, &mut cur);
+        let n = build_page(code, Pc::Current, state.bits(), &mut cur);
         if n == 0 {
             return Err(Sense::invalid_field_in_param_list(pos as u16, Some(5)));
         }
@@ -306,9 +312,11 @@ pub(crate) fn mode_select(
         }
         let mut apply = |bit: u8, on: bool| {
             if on {
-                new_bits |= bit;
+                set |= bit;
+                clear &= !bit;
             } else {
-                new_bits &= !bit;
+                clear |= bit;
+                set &= !bit;
             }
         };
         match code {
@@ -321,7 +329,7 @@ pub(crate) fn mode_select(
         }
         pos += n;
     }
-    Ok(state.set(new_bits))
+    Ok(state.update(set, clear))
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ impl LogicalUnit {
     pub(crate) fn read(&self, rw: &Rw, expected_len: u32, data_in: &mut Vec<u8>) -> CmdResult {
         self.check_transfer_length(rw)?;
         self.check_range(rw.lba, u64::from(rw.blocks))?;
-        let bs = u64::from(self.dev.block_size());
+        let bs = u64::from(self.dev.block_size().max(1));
         let total = u64::from(rw.blocks) * bs;
         // Never read more than the initiator can take: the whole blocks
         // covering min(total, expected_len).
@@ -73,9 +73,9 @@ impl LogicalUnit {
         }
         self.check_transfer_length(rw)?;
         self.check_range(rw.lba, u64::from(rw.blocks))?;
-        let bs = self.dev.block_size() as usize;
+        let bs = self.dev.block_size().max(1) as usize;
         let total = u64::from(rw.blocks) * bs as u64;
-        let avail_blocks = data_out.len() / bs.max(1);
+        let avail_blocks = data_out.len() / bs;
         let n = avail_blocks.min(rw.blocks as usize);
         if n > 0 {
             // WRITE AND VERIFY: data must be on the medium before "verifying".
@@ -104,10 +104,10 @@ impl LogicalUnit {
         if !bytchk {
             return Ok(0);
         }
-        let bs = self.dev.block_size() as usize;
+        let bs = self.dev.block_size().max(1) as usize;
         let total = u64::from(rw.blocks) * bs as u64;
         let cmp_len = (total.min(data_out.len() as u64)) as usize;
-        let chunk = (VERIFY_CHUNK / bs.max(1)).max(1) * bs;
+        let chunk = (VERIFY_CHUNK / bs).max(1) * bs;
         let mut off = 0usize;
         let result = loop {
             if off >= cmp_len {

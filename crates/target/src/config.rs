@@ -131,7 +131,7 @@ impl Default for IscsiSettings {
 }
 
 /// Discovery session settings.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Discovery {
     /// `none` (default) or `chap` with the credentials below.
@@ -143,6 +143,16 @@ pub struct Discovery {
     /// CHAP secret for discovery sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chap_secret: Option<String>,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            auth: AuthMode::None,
+            chap_user: None,
+            chap_secret: None,
+        }
+    }
 }
 
 impl AuthMode {
@@ -243,11 +253,12 @@ impl Config {
             path: path.to_owned(),
             message: e.to_string().trim_end().replace('\n', " "),
         })?;
-        cfg.validate().map_err(|(key, problem)| ConfigError::Invalid {
-            path: path.to_owned(),
-            key,
-            problem,
-        })?;
+        cfg.validate()
+            .map_err(|(key, problem)| ConfigError::Invalid {
+                path: path.to_owned(),
+                key,
+                problem,
+            })?;
         Ok(cfg)
     }
 
@@ -262,7 +273,10 @@ impl Config {
             return Err(("data_dir".into(), "must not be empty".into()));
         }
         if self.portals.is_empty() {
-            return Err(("portals".into(), "at least one listen address is required".into()));
+            return Err((
+                "portals".into(),
+                "at least one listen address is required".into(),
+            ));
         }
         let mut seen = HashSet::new();
         for (i, p) in self.portals.iter().enumerate() {
@@ -283,7 +297,10 @@ impl Config {
             let key = format!("target[{t}]");
             target.validate(&key)?;
             if !iqns.insert(target.iqn.to_ascii_lowercase()) {
-                return Err((format!("{key}.iqn"), format!("{} is defined twice", target.iqn)));
+                return Err((
+                    format!("{key}.iqn"),
+                    format!("{} is defined twice", target.iqn),
+                ));
             }
         }
         Ok(())
@@ -294,7 +311,10 @@ impl IscsiSettings {
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: &str, p: &str| Err((format!("iscsi.{k}"), p.to_string()));
         if !(512..=16_777_215).contains(&self.max_recv_data_segment_length) {
-            return err("max_recv_data_segment_length", "must be between 512 and 16777215");
+            return err(
+                "max_recv_data_segment_length",
+                "must be between 512 and 16777215",
+            );
         }
         if !(512..=16_777_215).contains(&self.max_burst_length) {
             return err("max_burst_length", "must be between 512 and 16777215");
@@ -315,7 +335,10 @@ impl IscsiSettings {
             return err("login_timeout", "must be at least 1 second");
         }
         if self.nop_in_interval > 0 && self.nop_in_timeout == 0 {
-            return err("nop_in_timeout", "must be at least 1 second when nop_in_interval is set");
+            return err(
+                "nop_in_timeout",
+                "must be at least 1 second when nop_in_interval is set",
+            );
         }
         Ok(())
     }
@@ -351,7 +374,10 @@ impl Target {
                 return Err((format!("{lkey}.id"), "must be below 16384".into()));
             }
             if !ids.insert(lun.id) {
-                return Err((format!("{lkey}.id"), format!("LUN {} is defined twice", lun.id)));
+                return Err((
+                    format!("{lkey}.id"),
+                    format!("LUN {} is defined twice", lun.id),
+                ));
             }
             if lun.file.as_os_str().is_empty() {
                 return Err((format!("{lkey}.file"), "must not be empty".into()));
@@ -364,7 +390,10 @@ impl Target {
                 if bytes == 0 || bytes % u64::from(lun.block_size) != 0 {
                     return Err((
                         format!("{lkey}.size"),
-                        format!("{size} is not a positive multiple of the {}-byte block size", lun.block_size),
+                        format!(
+                            "{size} is not a positive multiple of the {}-byte block size",
+                            lun.block_size
+                        ),
                     ));
                 }
             }
@@ -376,7 +405,10 @@ impl Target {
                 check_iscsi_name(&acl.initiator).map_err(|p| (format!("{akey}.initiator"), p))?;
             }
             if !initiators.insert(acl.initiator.to_ascii_lowercase()) {
-                return Err((format!("{akey}.initiator"), format!("{} is listed twice", acl.initiator)));
+                return Err((
+                    format!("{akey}.initiator"),
+                    format!("{} is listed twice", acl.initiator),
+                ));
             }
             acl.validate(&akey, self.auth)?;
         }
@@ -392,34 +424,56 @@ impl Acl {
                 check_secret(s).map_err(|p| (format!("{key}.chap_secret"), p))?;
             }
             (None, None) if auth == AuthMode::None => {}
-            (None, None) => {
-                return Err((
-                    format!("{key}.chap_user"),
-                    "the target uses auth = \"chap\": every ACL entry needs chap_user and chap_secret \
+            (None, None) => return Err((
+                format!("{key}.chap_user"),
+                "the target uses auth = \"chap\": every ACL entry needs chap_user and chap_secret \
                      (an initiator name alone is not a credential)"
-                        .into(),
+                    .into(),
+            )),
+            (Some(_), None) => {
+                return Err((
+                    format!("{key}.chap_secret"),
+                    "is required with chap_user".into(),
                 ))
             }
-            (Some(_), None) => return Err((format!("{key}.chap_secret"), "is required with chap_user".into())),
-            (None, Some(_)) => return Err((format!("{key}.chap_user"), "is required with chap_secret".into())),
+            (None, Some(_)) => {
+                return Err((
+                    format!("{key}.chap_user"),
+                    "is required with chap_secret".into(),
+                ))
+            }
         }
         match (&self.mutual_user, &self.mutual_secret) {
             (None, None) => {}
             (Some(u), Some(s)) => {
                 if self.chap_secret.is_none() {
-                    return Err((format!("{key}.mutual_user"), "mutual CHAP needs chap_user and chap_secret too".into()));
+                    return Err((
+                        format!("{key}.mutual_user"),
+                        "mutual CHAP needs chap_user and chap_secret too".into(),
+                    ));
                 }
                 check_chap_user(u).map_err(|p| (format!("{key}.mutual_user"), p))?;
                 check_secret(s).map_err(|p| (format!("{key}.mutual_secret"), p))?;
                 if Some(s) == self.chap_secret.as_ref() {
                     return Err((
                         format!("{key}.mutual_secret"),
-                        "must differ from chap_secret (a shared secret allows reflection attacks)".into(),
+                        "must differ from chap_secret (a shared secret allows reflection attacks)"
+                            .into(),
                     ));
                 }
             }
-            (Some(_), None) => return Err((format!("{key}.mutual_secret"), "is required with mutual_user".into())),
-            (None, Some(_)) => return Err((format!("{key}.mutual_user"), "is required with mutual_secret".into())),
+            (Some(_), None) => {
+                return Err((
+                    format!("{key}.mutual_secret"),
+                    "is required with mutual_user".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    format!("{key}.mutual_user"),
+                    "is required with mutual_secret".into(),
+                ))
+            }
         }
         Ok(())
     }
@@ -460,7 +514,9 @@ pub fn check_iscsi_name(name: &str) -> Result<(), String> {
             && bytes[5..7].iter().all(u8::is_ascii_digit)
             && bytes[7] == b'.';
         if !date_ok {
-            return Err(format!("{name:?} is not iqn.YYYY-MM.reversed.domain[:identifier]"));
+            return Err(format!(
+                "{name:?} is not iqn.YYYY-MM.reversed.domain[:identifier]"
+            ));
         }
         let month = (bytes[5] - b'0') * 10 + (bytes[6] - b'0');
         if !(1..=12).contains(&month) {
@@ -470,7 +526,9 @@ pub fn check_iscsi_name(name: &str) -> Result<(), String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
         if !ok {
-            return Err(format!("{name:?} may contain only a-z, 0-9, '.', '-' and ':'"));
+            return Err(format!(
+                "{name:?} may contain only a-z, 0-9, '.', '-' and ':'"
+            ));
         }
         return Ok(());
     }
@@ -479,10 +537,14 @@ pub fn check_iscsi_name(name: &str) -> Result<(), String> {
             if lens.contains(&hex.len()) && hex.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Ok(());
             }
-            return Err(format!("{name:?} needs {lens:?} hex digits after {prefix:?}"));
+            return Err(format!(
+                "{name:?} needs {lens:?} hex digits after {prefix:?}"
+            ));
         }
     }
-    Err(format!("{name:?} is not an iSCSI name (iqn., eui. or naa.)"))
+    Err(format!(
+        "{name:?} is not an iSCSI name (iqn., eui. or naa.)"
+    ))
 }
 
 /// Parses a size such as `10G`, `512MiB`, `1t` or `4096` (bytes). Suffixes are
@@ -501,7 +563,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "g" | "gb" | "gib" => 30,
         "t" | "tb" | "tib" => 40,
         "p" | "pb" | "pib" => 50,
-        _ => return Err(format!("{text:?} has an unknown unit (use K, M, G, T or P)")),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit (use K, M, G, T or P)"
+            ))
+        }
     };
     n.checked_mul(1u64 << shift)
         .ok_or_else(|| format!("{text:?} is too large"))
@@ -551,9 +617,17 @@ mutual_secret = "another-12-chars"
     #[test]
     fn errors_name_file_key_and_problem() {
         let e = problem(&GOOD.replace("at-least-12-chars", "short"));
-        assert!(e.contains("test.toml") && e.contains("target[0].acl[0].chap_secret") && e.contains("12"), "{e}");
+        assert!(
+            e.contains("test.toml")
+                && e.contains("target[0].acl[0].chap_secret")
+                && e.contains("12"),
+            "{e}"
+        );
         let e = problem(&GOOD.replace("\"10G\"", "\"10X\""));
-        assert!(e.contains("target[0].lun[0].size") && e.contains("unknown unit"), "{e}");
+        assert!(
+            e.contains("target[0].lun[0].size") && e.contains("unknown unit"),
+            "{e}"
+        );
         let e = problem(&GOOD.replace("iqn.2026-11.org.example:vm1", "vm1"));
         assert!(e.contains("target[0].iqn"), "{e}");
         let e = problem(&GOOD.replace("127.0.0.1:3260\",", "127.0.0.1\","));
@@ -577,7 +651,10 @@ mutual_secret = "another-12-chars"
             .replace("mutual_secret = \"another-12-chars\"\n", "");
         let e = problem(&text);
         assert!(e.contains("chap_user"), "{e}");
-        let open = text.replace("iqn  = \"iqn.2026-11.org.example:vm1\"", "iqn = \"iqn.2026-11.org.example:vm1\"\nauth = \"none\"");
+        let open = text.replace(
+            "iqn  = \"iqn.2026-11.org.example:vm1\"",
+            "iqn = \"iqn.2026-11.org.example:vm1\"\nauth = \"none\"",
+        );
         parse(&open).expect("auth none allows name-only ACLs");
     }
 

@@ -94,9 +94,11 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
     pub async fn next(&mut self) -> Result<Frame<'_>, FrameError> {
         self.fill(BHS_LEN).await?;
         let mut bhs = Bhs::default();
-        bhs.0.copy_from_slice(&self.buf[self.start..self.start + BHS_LEN]);
+        bhs.0
+            .copy_from_slice(&self.buf[self.start..self.start + BHS_LEN]);
         if self.header_digest {
-            self.fill(BHS_LEN + bhs.ahs_len() + digest::DIGEST_LEN).await?;
+            self.fill(BHS_LEN + bhs.ahs_len() + digest::DIGEST_LEN)
+                .await?;
         }
         let ahs_len = bhs.ahs_len();
         if ahs_len > MAX_AHS {
@@ -113,12 +115,21 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
         // The length is checked before anything of the data segment is buffered.
         let dsl = bhs.data_segment_len();
         if dsl > self.max_data {
-            return Err(FrameError::DataTooLong { len: dsl, limit: self.max_data });
+            return Err(FrameError::DataTooLong {
+                len: dsl,
+                limit: self.max_data,
+            });
         }
         let total = BHS_LEN + bhs.trailing_len(self.header_digest, self.data_digest);
         self.fill(total).await?;
         let s = self.start;
-        let data_at = s + hd_end + if self.header_digest { digest::DIGEST_LEN } else { 0 };
+        let data_at = s
+            + hd_end
+            + if self.header_digest {
+                digest::DIGEST_LEN
+            } else {
+                0
+            };
         let dsl = dsl as usize;
         let mut data_digest_ok = true;
         if self.data_digest && dsl > 0 {
@@ -163,7 +174,13 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
 }
 
 /// Appends a whole PDU to `out`: header, header digest, data, padding, data digest.
-pub fn encode_pdu(out: &mut Vec<u8>, bhs: &Bhs, data: &[u8], header_digest: bool, data_digest: bool) {
+pub fn encode_pdu(
+    out: &mut Vec<u8>,
+    bhs: &Bhs,
+    data: &[u8],
+    header_digest: bool,
+    data_digest: bool,
+) {
     out.extend_from_slice(&bhs.0);
     if header_digest {
         out.extend_from_slice(&digest::digest_bytes(&bhs.0));
@@ -212,7 +229,10 @@ mod tests {
         b.set_data_segment_len(16 << 20);
         // Only the header is on the wire: the reader must fail without waiting for data.
         let mut r = PduReader::new(&b.0[..], 8192);
-        assert!(matches!(r.next().await, Err(FrameError::DataTooLong { .. })));
+        assert!(matches!(
+            r.next().await,
+            Err(FrameError::DataTooLong { .. })
+        ));
         assert!(r.buf.len() < 64 * 1024);
     }
 

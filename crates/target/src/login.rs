@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use iscsi_proto::chap::Secret;
 use iscsi_proto::login::{
-    AuthPolicy, ChapAccount, LoginAuthority, LoginOutcome, LoginResult, LoginStatus, SessionType, TargetLogin,
+    AuthPolicy, ChapAccount, LoginAuthority, LoginOutcome, LoginResult, LoginStatus, SessionType,
+    TargetLogin,
 };
 use iscsi_proto::negotiation::{Digest, TargetLimits};
 use iscsi_proto::pdu::{encode_login_response, Request};
@@ -48,7 +49,10 @@ impl LoginAuthority for Authority<'_> {
         initiator_name: &str,
     ) -> Result<AuthPolicy, LoginStatus> {
         match session_type {
-            SessionType::Discovery => match (&self.shared.discovery.chap_user, &self.shared.discovery.chap_secret) {
+            SessionType::Discovery => match (
+                &self.shared.discovery.chap_user,
+                &self.shared.discovery.chap_secret,
+            ) {
                 (Some(user), Some(secret)) if self.shared.discovery.auth == AuthMode::Chap => {
                     Ok(AuthPolicy::Chap(vec![ChapAccount {
                         user: user.clone(),
@@ -61,12 +65,16 @@ impl LoginAuthority for Authority<'_> {
             SessionType::Normal => {
                 let name = target_name.ok_or(LoginStatus::MISSING_PARAMETER)?;
                 let target = self.shared.target(name).ok_or(LoginStatus::NOT_FOUND)?;
-                let acl = target.acl_for(initiator_name).ok_or(LoginStatus::AUTHORIZATION_FAILURE)?;
+                let acl = target
+                    .acl_for(initiator_name)
+                    .ok_or(LoginStatus::AUTHORIZATION_FAILURE)?;
                 match (target.auth, &acl.chap_user, &acl.chap_secret) {
                     (AuthMode::None, _, _) => Ok(AuthPolicy::None),
                     (AuthMode::Chap, Some(user), Some(secret)) => {
                         let mutual = match (&acl.mutual_user, &acl.mutual_secret) {
-                            (Some(u), Some(s)) => Some((u.clone(), Secret::new(s.as_bytes().to_vec()))),
+                            (Some(u), Some(s)) => {
+                                Some((u.clone(), Secret::new(s.as_bytes().to_vec())))
+                            }
                             _ => None,
                         };
                         Ok(AuthPolicy::Chap(vec![ChapAccount {
@@ -108,7 +116,10 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     let mut machine = TargetLogin::new(limits(shared), Default::default());
     let mut first = true;
     loop {
-        let frame = reader.next().await.map_err(|e| warn!(%peer, error = %e, "login aborted"))?;
+        let frame = reader
+            .next()
+            .await
+            .map_err(|e| warn!(%peer, error = %e, "login aborted"))?;
         let hdr = match Request::parse(&frame.bhs) {
             Request::Login(h) => h,
             other => {
@@ -141,7 +152,11 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
             }
         }
         let bhs = encode_login_response(&step.header, step.data.len() as u32);
-        let _ = tx.send(Out::Pdu { bhs, data: step.data, status: true });
+        let _ = tx.send(Out::Pdu {
+            bhs,
+            data: step.data,
+            status: true,
+        });
         if let Some(logged_in) = done {
             info!(
                 %peer,
@@ -162,17 +177,29 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
 
 /// Final checks once negotiation succeeded: digest policy, session identity,
 /// reinstatement. Returns the status to fail with otherwise.
-async fn admit(shared: &Shared, result: LoginResult) -> Result<LoggedIn, (LoginStatus, LoginResult)> {
+async fn admit(
+    shared: &Shared,
+    result: LoginResult,
+) -> Result<LoggedIn, (LoginStatus, LoginResult)> {
     if result.session_type == SessionType::Discovery {
         let tsih = shared.alloc_tsih();
         let (done, _) = watch::channel(false);
-        return Ok(LoggedIn { result, target: None, tsih, key: None, kill: Arc::new(Notify::new()), done });
+        return Ok(LoggedIn {
+            result,
+            target: None,
+            tsih,
+            key: None,
+            kill: Arc::new(Notify::new()),
+            done,
+        });
     }
     let Some(target) = result.target_name.as_deref().and_then(|n| shared.target(n)) else {
         return Err((LoginStatus::NOT_FOUND, result));
     };
     let p = &result.params;
-    if target.digests == DigestMode::Required && (p.header_digest != Digest::Crc32c || p.data_digest != Digest::Crc32c) {
+    if target.digests == DigestMode::Required
+        && (p.header_digest != Digest::Crc32c || p.data_digest != Digest::Crc32c)
+    {
         return Err((LoginStatus::INITIATOR_ERROR, result));
     }
     let key: SessionKey = (
@@ -208,7 +235,21 @@ async fn admit(shared: &Shared, result: LoginResult) -> Result<LoggedIn, (LoginS
     let kill = Arc::new(Notify::new());
     let (done, done_rx) = watch::channel(false);
     if let Ok(mut sessions) = shared.sessions.lock() {
-        sessions.insert(key.clone(), SessionHandle { tsih, kill: kill.clone(), done: done_rx });
+        sessions.insert(
+            key.clone(),
+            SessionHandle {
+                tsih,
+                kill: kill.clone(),
+                done: done_rx,
+            },
+        );
     }
-    Ok(LoggedIn { result, target: Some(target), tsih, key: Some(key), kill, done })
+    Ok(LoggedIn {
+        result,
+        target: Some(target),
+        tsih,
+        key: Some(key),
+        kill,
+        done,
+    })
 }

@@ -129,7 +129,9 @@ impl Session {
         let max_outstanding = usize::from(self.params.max_outstanding_r2t.max(1));
         let max_burst = self.params.max_burst_length.max(512);
         loop {
-            let Some(p) = self.pending.get(&itt) else { return };
+            let Some(p) = self.pending.get(&itt) else {
+                return;
+            };
             if p.received == p.edtl {
                 if let Some(p) = self.pending.remove(&itt) {
                     let r2ts = p.r2t_sn;
@@ -142,12 +144,26 @@ impl Session {
                 return;
             }
             let ttt = self.alloc_ttt();
-            let Some(p) = self.pending.get_mut(&itt) else { return };
+            let Some(p) = self.pending.get_mut(&itt) else {
+                return;
+            };
             let offset = p.next_r2t_offset;
             let len = (p.edtl - offset).min(max_burst);
             p.next_r2t_offset += len;
-            p.sequences.push(Sequence { ttt, next_offset: offset, end: offset + len, next_data_sn: 0 });
-            let r2t = R2t { lun: p.lun_field, itt, ttt, r2t_sn: p.r2t_sn, buffer_offset: offset, desired_len: len };
+            p.sequences.push(Sequence {
+                ttt,
+                next_offset: offset,
+                end: offset + len,
+                next_data_sn: 0,
+            });
+            let r2t = R2t {
+                lun: p.lun_field,
+                itt,
+                ttt,
+                r2t_sn: p.r2t_sn,
+                buffer_offset: offset,
+                desired_len: len,
+            };
             p.r2t_sn += 1;
             self.send(r2t.encode(), Vec::new(), false);
         }
@@ -167,7 +183,10 @@ impl Session {
         let seq = &mut p.sequences[seq_idx];
         let len = data.len() as u32;
         let end = d.buffer_offset.checked_add(len);
-        if d.data_sn != seq.next_data_sn || d.buffer_offset != seq.next_offset || end.is_none_or(|e| e > seq.end) {
+        if d.data_sn != seq.next_data_sn
+            || d.buffer_offset != seq.next_offset
+            || end.is_none_or(|e| e > seq.end)
+        {
             warn!(
                 initiator = %self.initiator, itt = d.itt, data_sn = d.data_sn, expected = seq.next_data_sn,
                 offset = d.buffer_offset, "Data-Out out of sequence; failing the command"
@@ -204,7 +223,8 @@ impl Session {
         let c = Completion {
             itt,
             status: ScsiStatus::CHECK_CONDITION,
-            sense: Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq))).encode(false),
+            sense: Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq)))
+                .encode(false),
             data: Vec::new(),
             residual: Residual::None,
             r2t_count: 0,
@@ -228,12 +248,21 @@ impl Session {
         let pool = self.pool.clone();
         let tx = self.tx.clone();
         let running = self.running.clone();
-        let luns: Option<Vec<u64>> = (cdb.as_slice().first() == Some(&0xa0))
-            .then(|| self.target.as_ref().map(|t| t.luns.keys().copied().collect()).unwrap_or_default());
+        let luns: Option<Vec<u64>> = (cdb.as_slice().first() == Some(&0xa0)).then(|| {
+            self.target
+                .as_ref()
+                .map(|t| t.luns.keys().copied().collect())
+                .unwrap_or_default()
+        });
         let blocking = lu.is_some() && luns.is_none();
         let run = move || {
             let mut data_in = pool.get();
-            let req = ScsiRequest { cdb: cdb.as_slice(), data_out: &data_out, expected_len: edtl, nexus };
+            let req = ScsiRequest {
+                cdb: cdb.as_slice(),
+                data_out: &data_out,
+                expected_len: edtl,
+                nexus,
+            };
             let outcome = match (&luns, &lu) {
                 (Some(luns), _) => scsi::report_luns(luns, &req, &mut data_in),
                 (None, Some(lu)) => lu.execute(&req, &mut data_in),

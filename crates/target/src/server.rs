@@ -104,7 +104,10 @@ pub struct Shared {
 impl Shared {
     /// The target named `name` (names compare case-insensitively).
     pub(crate) fn target(&self, name: &str) -> Option<Arc<TargetNode>> {
-        self.targets.iter().find(|t| t.iqn.eq_ignore_ascii_case(name)).cloned()
+        self.targets
+            .iter()
+            .find(|t| t.iqn.eq_ignore_ascii_case(name))
+            .cloned()
     }
 
     /// A TSIH not used by a live session (never 0).
@@ -171,11 +174,16 @@ impl Server {
         let mut listeners = Vec::new();
         let mut portals = Vec::new();
         for p in &cfg.portals {
-            let l = TcpListener::bind(p).await.map_err(|source| ServerError::Bind {
+            let l = TcpListener::bind(p)
+                .await
+                .map_err(|source| ServerError::Bind {
+                    addr: p.clone(),
+                    source,
+                })?;
+            let addr = l.local_addr().map_err(|source| ServerError::Bind {
                 addr: p.clone(),
                 source,
             })?;
-            let addr = l.local_addr().map_err(|source| ServerError::Bind { addr: p.clone(), source })?;
             info!(portal = %addr, "listening");
             portals.push(addr);
             listeners.push(l);
@@ -194,7 +202,11 @@ impl Server {
             connections: AtomicUsize::new(0),
             idle: Notify::new(),
         });
-        Ok(Self { shared, listeners, shutdown_tx })
+        Ok(Self {
+            shared,
+            listeners,
+            shutdown_tx,
+        })
     }
 
     /// The bound portal addresses (with real ports when 0 was configured).
@@ -210,7 +222,11 @@ impl Server {
     /// Serves until shut down, then asks initiators to log out, waits for
     /// connections within a bound and flushes every logical unit.
     pub async fn run(self) {
-        let Self { shared, listeners, shutdown_tx } = self;
+        let Self {
+            shared,
+            listeners,
+            shutdown_tx,
+        } = self;
         let mut accepters = Vec::new();
         for l in listeners {
             accepters.push(tokio::spawn(accept_loop(l, shared.clone())));
@@ -288,15 +304,30 @@ fn open_target(t: usize, target: &crate::config::Target) -> Result<Arc<TargetNod
     let mut luns = BTreeMap::new();
     for (l, lun) in target.luns.iter().enumerate() {
         let key = format!("target[{t}].lun[{l}]");
-        let err = |message: String| ServerError::Lun { key: key.clone(), path: lun.file.clone(), message };
-        let size = lun.size.as_deref().map(parse_size).transpose().map_err(err)?;
+        let err = |message: String| ServerError::Lun {
+            key: key.clone(),
+            path: lun.file.clone(),
+            message,
+        };
+        let size = lun
+            .size
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(err)?;
         let create = !lun.file.exists();
         if create && size.is_none() {
-            return Err(err("the file does not exist and no size is given to create it".into()));
+            return Err(err(
+                "the file does not exist and no size is given to create it".into(),
+            ));
         }
-        let dev = FileDevice::open(&lun.file, size, lun.block_size, create).map_err(|e| err(e.to_string()))?;
+        let dev = FileDevice::open(&lun.file, size, lun.block_size, create)
+            .map_err(|e| err(e.to_string()))?;
         let ident = identity(&target.iqn, lun);
-        luns.insert(u64::from(lun.id), Arc::new(LogicalUnit::new(Arc::new(dev), ident)));
+        luns.insert(
+            u64::from(lun.id),
+            Arc::new(LogicalUnit::new(Arc::new(dev), ident)),
+        );
         info!(target = %target.iqn, lun = lun.id, file = %lun.file.display(), created = create, "logical unit ready");
     }
     Ok(Arc::new(TargetNode {

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use iscsi_proto::login::SessionType;
 use iscsi_proto::negotiation::{Digest, SessionParams};
 use iscsi_proto::pdu::{
-    encode_async, encode_logout_response, encode_nop_in, encode_reject, encode_tmf_response, lun_from_sam, sn_le,
-    sn_lt, AsyncEvent, Bhs, LogoutReason, LogoutRequest, LogoutResponseCode, NopOut, RejectReason, Request,
-    TaskMgmtRequest, TmfFunction, TmfResponse, RESERVED_TAG,
+    encode_async, encode_logout_response, encode_nop_in, encode_reject, encode_tmf_response,
+    lun_from_sam, sn_le, sn_lt, AsyncEvent, Bhs, LogoutReason, LogoutRequest, LogoutResponseCode,
+    NopOut, RejectReason, Request, TaskMgmtRequest, TmfFunction, TmfResponse, RESERVED_TAG,
 };
 use scsi::{LogicalUnit, Nexus};
 use tokio::io::AsyncRead;
@@ -90,7 +90,12 @@ pub(crate) struct Session {
 }
 
 /// Serves one TCP connection until it closes.
-pub(crate) async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr, local: SocketAddr) {
+pub(crate) async fn run_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    local: SocketAddr,
+) {
     let (rd, wr) = stream.into_split();
     let window = Arc::new(CmdWindow::new(0, shared.settings.queue_depth));
     let pool = Arc::new(BufPool::default());
@@ -98,7 +103,12 @@ pub(crate) async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer:
     let writer = tokio::spawn(writer::run(wr, rx, window.clone(), pool.clone(), 1));
     let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
     let login_time = Duration::from_secs(u64::from(shared.settings.login_timeout));
-    let logged_in = match tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer)).await {
+    let logged_in = match tokio::time::timeout(
+        login_time,
+        login::run(&shared, &mut reader, &tx, &window, peer),
+    )
+    .await
+    {
         Ok(Ok(l)) => Some(l),
         Ok(Err(())) => None,
         Err(_) => {
@@ -107,7 +117,17 @@ pub(crate) async fn run_connection(shared: Arc<Shared>, stream: TcpStream, peer:
         }
     };
     if let Some(logged_in) = logged_in {
-        full_feature_phase(shared, logged_in, &mut reader, tx.clone(), window, pool, peer, local).await;
+        full_feature_phase(
+            shared,
+            logged_in,
+            &mut reader,
+            tx.clone(),
+            window,
+            pool,
+            peer,
+            local,
+        )
+        .await;
     }
     let _ = tx.send(Out::Close);
     drop(tx);
@@ -127,7 +147,14 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     peer: SocketAddr,
     local: SocketAddr,
 ) {
-    let LoggedIn { result, target, tsih, key, kill, done } = logged_in;
+    let LoggedIn {
+        result,
+        target,
+        tsih,
+        key,
+        kill,
+        done,
+    } = logged_in;
     let p = &result.params;
     let header_digest = p.header_digest == Digest::Crc32c;
     let data_digest = p.data_digest == Digest::Crc32c;
@@ -181,7 +208,12 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
 }
 
 impl Session {
-    async fn serve<R: AsyncRead + Unpin>(&mut self, reader: &mut PduReader<R>, kill: &Notify, discovery: bool) {
+    async fn serve<R: AsyncRead + Unpin>(
+        &mut self,
+        reader: &mut PduReader<R>,
+        kill: &Notify,
+        discovery: bool,
+    ) {
         let mut shutdown = self.shared.shutdown.clone();
         let mut logout_deadline: Option<Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -237,7 +269,9 @@ impl Session {
             return true;
         }
         match self.ping {
-            Some((_, sent)) if sent.elapsed() >= Duration::from_secs(u64::from(s.nop_in_timeout)) => {
+            Some((_, sent))
+                if sent.elapsed() >= Duration::from_secs(u64::from(s.nop_in_timeout)) =>
+            {
                 warn!(initiator = %self.initiator, "initiator did not answer NOP-In; dropping connection");
                 false
             }
@@ -253,7 +287,14 @@ impl Session {
         }
     }
 
-    async fn dispatch(&mut self, bhs: &Bhs, ahs: &[u8], data: &[u8], digest_ok: bool, discovery: bool) -> Flow {
+    async fn dispatch(
+        &mut self,
+        bhs: &Bhs,
+        ahs: &[u8],
+        data: &[u8],
+        digest_ok: bool,
+        discovery: bool,
+    ) -> Flow {
         let request = Request::parse(bhs);
         if !digest_ok {
             // RFC 7143 section 7.8.1: reject the PDU; the command it belonged to fails.
@@ -342,7 +383,11 @@ impl Session {
         }
         let mut echo = self.pool.get();
         echo.extend_from_slice(data);
-        self.send(encode_nop_in(n.lun, n.itt, RESERVED_TAG, echo.len() as u32), echo, true);
+        self.send(
+            encode_nop_in(n.lun, n.itt, RESERVED_TAG, echo.len() as u32),
+            echo,
+            true,
+        );
     }
 
     /// Drops commands still waiting for data (all, or those of one LUN field).
@@ -374,8 +419,12 @@ impl Session {
                     self.window.end();
                     TmfResponse::FUNCTION_COMPLETE
                 } else {
+                    // A task already executing runs to completion and answers
+                    // for itself; one that never arrived (RefCmdSN still ahead
+                    // of ExpCmdSN, RFC 7143 section 11.5.1) counts as aborted.
                     self.running.wait_idle().await;
-                    if sn_lt(t.ref_cmd_sn, self.window.exp_cmd_sn()) {
+                    let exp = self.window.exp_cmd_sn();
+                    if sn_le(exp, t.ref_cmd_sn) && sn_lt(t.ref_cmd_sn, t.cmd_sn) {
                         TmfResponse::FUNCTION_COMPLETE
                     } else {
                         TmfResponse::TASK_DOES_NOT_EXIST
@@ -400,7 +449,11 @@ impl Session {
                 let cold = t.function == TmfFunction::TARGET_COLD_RESET;
                 self.abort_pending(None);
                 self.running.wait_idle().await;
-                let kind = if cold { scsi::ResetKind::TargetCold } else { scsi::ResetKind::TargetWarm };
+                let kind = if cold {
+                    scsi::ResetKind::TargetCold
+                } else {
+                    scsi::ResetKind::TargetWarm
+                };
                 if let Some(target) = &self.target {
                     for lu in target.luns.values() {
                         lu.reset(Some(self.nexus), kind);
@@ -434,7 +487,11 @@ impl Session {
         info!(initiator = %self.initiator, reason = ?l.reason, "logout");
         let t2w = self.params.default_time2wait.min(3600) as u16;
         let t2r = self.params.default_time2retain.min(3600) as u16;
-        self.send(encode_logout_response(l.itt, response, t2w, t2r), Vec::new(), true);
+        self.send(
+            encode_logout_response(l.itt, response, t2w, t2r),
+            Vec::new(),
+            true,
+        );
         Flow::Close
     }
 }

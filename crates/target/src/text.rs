@@ -24,17 +24,25 @@ impl Session {
         if !self.accept_cmd_sn(t.immediate, t.cmd_sn) {
             return;
         }
-        let answer = if t.ttt != RESERVED_TAG && t.ttt == self.text.ttt && !self.text.rest.is_empty() {
-            std::mem::take(&mut self.text.rest)
-        } else {
-            self.text.rest.clear();
-            self.answer(data)
-        };
+        let answer =
+            if t.ttt != RESERVED_TAG && t.ttt == self.text.ttt && !self.text.rest.is_empty() {
+                std::mem::take(&mut self.text.rest)
+            } else {
+                self.text.rest.clear();
+                self.answer(data)
+            };
         let max = self.params.max_recv_data_segment_length.max(512) as usize;
-        let (now, rest) = if answer.len() > max { answer.split_at(max) } else { (&answer[..], &[][..]) };
+        let (now, rest) = if answer.len() > max {
+            answer.split_at(max)
+        } else {
+            (&answer[..], &[][..])
+        };
         let more = !rest.is_empty();
         let ttt = if more { self.alloc_ttt() } else { RESERVED_TAG };
-        self.text = TextState { rest: rest.to_vec(), ttt };
+        self.text = TextState {
+            rest: rest.to_vec(),
+            ttt,
+        };
         let mut seg = self.pool.get();
         seg.extend_from_slice(now);
         let bhs = encode_text_response(!more, more, t.lun, t.itt, ttt, seg.len() as u32);
@@ -64,9 +72,13 @@ impl Session {
     fn send_targets(&self, value: &str, out: &mut Vec<u8>) {
         let visible = self.shared.targets.iter().filter(|t| match &self.target {
             // A normal session sees only its own target.
-            Some(own) => own.iqn == t.iqn && (value.is_empty() || value == "All" || value.eq_ignore_ascii_case(&t.iqn)),
+            Some(own) => {
+                own.iqn == t.iqn
+                    && (value.is_empty() || value == "All" || value.eq_ignore_ascii_case(&t.iqn))
+            }
             None => {
-                (value == "All" || value.eq_ignore_ascii_case(&t.iqn)) && t.acl_for(&self.initiator).is_some()
+                (value == "All" || value.eq_ignore_ascii_case(&t.iqn))
+                    && t.acl_for(&self.initiator).is_some()
             }
         });
         for t in visible {

@@ -85,7 +85,13 @@ impl BufPool {
 
     /// An empty buffer, recycled when one is available.
     pub fn get(&self) -> Vec<u8> {
-        let mut v = self.free.lock().map(|mut f| f.pop()).ok().flatten().unwrap_or_default();
+        let mut v = self
+            .free
+            .lock()
+            .map(|mut f| f.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         v.clear();
         v
     }
@@ -154,7 +160,12 @@ pub struct SendParams {
 
 impl Default for SendParams {
     fn default() -> Self {
-        Self { header_digest: false, data_digest: false, max_data: 8192, max_burst: 262_144 }
+        Self {
+            header_digest: false,
+            data_digest: false,
+            max_data: 8192,
+            max_burst: 262_144,
+        }
     }
 }
 
@@ -179,7 +190,13 @@ impl Writer {
     }
 
     fn push(&mut self, bhs: &Bhs, data: &[u8]) {
-        encode_pdu(&mut self.out, bhs, data, self.params.header_digest, self.params.data_digest);
+        encode_pdu(
+            &mut self.out,
+            bhs,
+            data,
+            self.params.header_digest,
+            self.params.data_digest,
+        );
     }
 
     fn complete(&mut self, c: Completion) {
@@ -238,7 +255,11 @@ impl Writer {
     /// Returns false when the connection must close.
     fn handle(&mut self, msg: Out) -> bool {
         match msg {
-            Out::Pdu { mut bhs, data, status } => {
+            Out::Pdu {
+                mut bhs,
+                data,
+                status,
+            } => {
                 self.seq(&mut bhs, status);
                 self.push(&bhs, &data);
                 self.pool.put(data);
