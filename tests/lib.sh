@@ -1,0 +1,63 @@
+# Shared by the shell tests: start and stop an ironsan on loopback with one
+# file-backed LUN and CHAP. Source it; set `work` to a scratch directory first.
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${IRONSAN_BIN:-$root/target/release/ironsan}
+iqn=iqn.2026-11.org.ironsan.test:lun
+user=tester
+secret=tester-secret-01
+muser=ironsan-target
+msecret=target-secret-42x
+port=$((20000 + RANDOM % 20000))
+pid=
+
+# start_target SIZE [mutual]
+start_target() {
+    local size=$1 mutual=${2:-no}
+    cat > "$work/ironsan.toml" <<TOML
+data_dir = "$work/data"
+portals = ["127.0.0.1:$port"]
+[[target]]
+iqn = "$iqn"
+[[target.lun]]
+id = 0
+file = "$work/lun0.img"
+size = "$size"
+[[target.acl]]
+initiator = "*"
+chap_user = "$user"
+chap_secret = "$secret"
+TOML
+    if [ "$mutual" = mutual ]; then
+        printf 'mutual_user = "%s"\nmutual_secret = "%s"\n' "$muser" "$msecret" >> "$work/ironsan.toml"
+    fi
+    rm -f "$work/lun0.img"
+    IRONSAN_LOG=${IRONSAN_LOG:-warn} "$bin" serve --config "$work/ironsan.toml" 2>>"$work/ironsan.log" &
+    pid=$!
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "ironsan did not start:" >&2
+    cat "$work/ironsan.log" >&2
+    return 1
+}
+
+# stop_target: SIGTERM, which must end the daemon cleanly.
+stop_target() {
+    kill -TERM "$pid"
+    local rc=0
+    wait "$pid" || rc=$?
+    pid=
+    if [ $rc -ne 0 ]; then
+        echo "ironsan exited with status $rc on SIGTERM" >&2
+        return 1
+    fi
+}
+
+url() { echo "iscsi://$user%$secret@127.0.0.1:$port/$iqn/0"; }
+
+cleanup() {
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
