@@ -25,6 +25,30 @@ pub trait BlockDevice: Send + Sync {
     fn write_blocks(&self, lba: u64, buf: &[u8], fua: bool) -> Result<(), DeviceError>;
     /// Make every completed write durable (SYNCHRONIZE CACHE; fdatasync for files).
     fn flush(&self) -> Result<(), DeviceError>;
+    /// Whether the device is thin provisioned: [`unmap`](Self::unmap) releases
+    /// space and [`provisioning`](Self::provisioning) reports holes.
+    fn is_thin(&self) -> bool {
+        false
+    }
+    /// Deallocates `blocks` blocks from `lba` (UNMAP, WRITE SAME with UNMAP);
+    /// afterwards they read as zeros. The default writes zeros.
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), DeviceError> {
+        let bs = u64::from(self.block_size().max(1));
+        let chunk_blocks = (1024 * 1024 / bs).max(1);
+        let zeros = vec![0u8; (chunk_blocks * bs) as usize];
+        let mut done = 0;
+        while done < blocks {
+            let n = (blocks - done).min(chunk_blocks);
+            self.write_blocks(lba + done, &zeros[..(n * bs) as usize], false)?;
+            done += n;
+        }
+        Ok(())
+    }
+    /// Provisioning status at `lba` (GET LBA STATUS): whether the block is
+    /// mapped, and how many blocks from `lba` share that status (at least 1).
+    fn provisioning(&self, lba: u64) -> Result<(bool, u64), DeviceError> {
+        Ok((true, self.num_blocks().saturating_sub(lba).max(1)))
+    }
 }
 
 /// The operation a [`DeviceError`] happened in.

@@ -29,7 +29,7 @@ pub(crate) const STANDARD_LEN: usize = 96;
 
 /// Maximum transfer size in bytes advertised in the Block Limits page
 /// (and enforced for READ / WRITE).
-pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 * 1024 * 1024;
+pub const MAX_TRANSFER_BYTES: u32 = 32 * 1024 * 1024;
 /// Optimal transfer size in bytes advertised in the Block Limits page.
 const OPTIMAL_TRANSFER_BYTES: u32 = 1024 * 1024;
 

@@ -17,6 +17,7 @@ mod sbc;
 pub mod sense;
 mod spc;
 
+pub use inquiry::MAX_TRANSFER_BYTES;
 pub use device::{BlockDevice, DeviceError, DeviceErrorKind, DeviceOp, FileDevice, MemDevice};
 pub use lu::{LogicalUnit, LuIdentity, Nexus, ResetKind, ScsiOutcome, ScsiRequest, ScsiStatus};
 pub use sense::{Asc, Sense, SenseData, SenseKey};

@@ -11,9 +11,9 @@ use tracing::{debug, warn};
 use crate::session::Session;
 use crate::writer::{Completion, Out};
 
-/// Largest Expected Data Transfer Length accepted; larger commands fail
-/// before any buffer is allocated.
-pub(crate) const MAX_TRANSFER: u32 = 16 * 1024 * 1024;
+/// Largest Expected Data Transfer Length accepted (the Block Limits VPD
+/// maximum); larger commands fail before any buffer is allocated.
+const MAX_TRANSFER: u32 = scsi::MAX_TRANSFER_BYTES;
 
 /// A transport-detected error: sense key, ASC, ASCQ.
 pub(crate) type TransportError = (u8, u8, u8);
