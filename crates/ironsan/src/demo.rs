@@ -30,6 +30,7 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)>
             portals: vec![portal.to_string()],
             iscsi: Default::default(),
             discovery: Default::default(),
+            security: Default::default(),
             targets: vec![Target {
                 iqn: DEMO_IQN.into(),
                 alias: Some("ironsan demo".into()),
@@ -50,6 +51,7 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)>
                     chap_secret: Some(random_secret()?),
                     mutual_user: None,
                     mutual_secret: None,
+                    luns: None,
                 }],
             }],
         };

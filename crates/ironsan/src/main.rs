@@ -38,6 +38,16 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
     },
+    /// Print the access matrix of a configuration: which initiator reaches
+    /// which LUN of which target, and how it authenticates.
+    Audit {
+        /// Configuration file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a configuration file and exit.
     Validate {
         /// Configuration file (TOML).
@@ -79,6 +89,22 @@ fn run(cli: Cli) -> Result<()> {
         Command::Validate { config } => {
             Config::load(&config)?;
             println!("{}: ok", config.display());
+            Ok(())
+        }
+        Command::Audit { config, json } => {
+            let cfg = load(&config)?;
+            let matrix = target::audit::access_matrix(&cfg);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&matrix)?);
+            } else {
+                println!("{:<40} {:<40} {:<12} {:<5} LUNS", "TARGET", "INITIATOR", "AUTH", "DIGEST");
+                for a in &matrix {
+                    let luns: Vec<String> = a.luns.iter().map(u16::to_string).collect();
+                    let digest = if a.digests_required { "req" } else { "opt" };
+                    println!("{:<40} {:<40} {:<12} {:<5} {}", a.target, a.initiator, a.auth, digest, luns.join(","));
+                }
+                println!("discovery sessions: auth {:?}", cfg.discovery.auth);
+            }
             Ok(())
         }
         Command::Serve {

@@ -188,6 +188,8 @@ pub struct LoginResult {
     pub tsih: u16,
     /// The authenticated CHAP user, if any.
     pub chap_user: Option<String>,
+    /// Whether the target also proved its identity (mutual CHAP).
+    pub mutual: bool,
 }
 
 /// What happens after a response is sent.
@@ -227,12 +229,12 @@ enum Auth {
     /// Challenge sent, waiting for CHAP_N / CHAP_R.
     AwaitResponse(Vec<ChapAccount>, ChapTarget),
     /// CHAP succeeded.
-    Done(String),
+    Done(String, bool),
 }
 
 impl Auth {
     fn satisfied(&self) -> bool {
-        matches!(self, Auth::Open | Auth::Done(_))
+        matches!(self, Auth::Open | Auth::Done(..))
     }
 }
 
@@ -407,9 +409,9 @@ impl TargetLogin {
         if transit && nsg == Stage::FULL_FEATURE {
             let params = negotiator.finish().map_err(negotiation_failed)?;
             self.finished = true;
-            let chap_user = match &self.auth {
-                Auth::Done(user) => Some(user.clone()),
-                _ => None,
+            let (chap_user, mutual) = match &self.auth {
+                Auth::Done(user, mutual) => (Some(user.clone()), *mutual),
+                _ => (None, false),
             };
             let result = LoginResult {
                 session_type: params.session_type,
@@ -419,6 +421,7 @@ impl TargetLogin {
                 isid: hdr.isid,
                 tsih: hdr.tsih,
                 chap_user,
+                mutual,
             };
             return Ok(LoginStep {
                 header,
@@ -568,7 +571,7 @@ impl TargetLogin {
             }
             debug!(user = %verified.user, "CHAP authentication succeeded");
             progressed = true;
-            self.auth = Auth::Done(verified.user);
+            self.auth = Auth::Done(verified.user, verified.mutual.is_some());
         }
         Ok(progressed)
     }

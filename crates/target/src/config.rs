@@ -60,6 +60,9 @@ pub struct Config {
     /// Discovery (SendTargets) sessions.
     #[serde(default)]
     pub discovery: Discovery,
+    /// Login throttling and admission limits.
+    #[serde(default)]
+    pub security: SecuritySettings,
     /// Exported targets.
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
@@ -130,13 +133,73 @@ impl Default for IscsiSettings {
     }
 }
 
+/// Login throttling, lockout and admission control.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecuritySettings {
+    /// Minimum CHAP secret length in bytes (at least 12).
+    pub min_chap_secret_len: usize,
+    /// Failed logins of one initiator name within the window that lock it out.
+    pub max_login_failures: usize,
+    /// Failed logins from one source address within the window that lock it out.
+    pub max_login_failures_per_address: usize,
+    /// Window for counting failures, in seconds.
+    pub login_failure_window: u64,
+    /// Cool-down of a locked-out initiator or address, in seconds.
+    pub lockout: u64,
+    /// Delay before a locked-out attempt is refused, in milliseconds.
+    pub lockout_delay_ms: u64,
+    /// Connections per source address that may be logging in at once; a new
+    /// one beyond this closes the oldest.
+    pub max_pending_logins_per_address: usize,
+    /// Logins in progress at once; more are answered "service unavailable".
+    pub max_logins_in_progress: usize,
+}
+
+impl Default for SecuritySettings {
+    fn default() -> Self {
+        Self {
+            min_chap_secret_len: MIN_CHAP_SECRET_LEN,
+            max_login_failures: 10,
+            max_login_failures_per_address: 100,
+            login_failure_window: 60,
+            lockout: 300,
+            lockout_delay_ms: 1000,
+            max_pending_logins_per_address: 64,
+            max_logins_in_progress: 4096,
+        }
+    }
+}
+
+impl SecuritySettings {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, p: &str| Err((format!("security.{k}"), p.to_string()));
+        if !(MIN_CHAP_SECRET_LEN..=255).contains(&self.min_chap_secret_len) {
+            return err("min_chap_secret_len", "must be between 12 and 255");
+        }
+        if self.max_login_failures == 0 || self.max_login_failures_per_address == 0 {
+            return err("max_login_failures", "must be at least 1");
+        }
+        if self.login_failure_window == 0 {
+            return err("login_failure_window", "must be at least 1 second");
+        }
+        if self.max_pending_logins_per_address == 0 || self.max_logins_in_progress == 0 {
+            return err(
+                "max_pending_logins_per_address",
+                "limits must be at least 1",
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Discovery session settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Discovery {
-    /// `none` (default) or `chap` with the credentials below.
-    #[serde(default = "AuthMode::none")]
-    pub auth: AuthMode,
+    /// How discovery sessions authenticate.
+    #[serde(default)]
+    pub auth: DiscoveryAuth,
     /// CHAP account for discovery sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chap_user: Option<String>,
@@ -148,17 +211,25 @@ pub struct Discovery {
 impl Default for Discovery {
     fn default() -> Self {
         Self {
-            auth: AuthMode::None,
+            auth: DiscoveryAuth::Acl,
             chap_user: None,
             chap_secret: None,
         }
     }
 }
 
-impl AuthMode {
-    fn none() -> Self {
-        Self::None
-    }
+/// How discovery sessions authenticate.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DiscoveryAuth {
+    /// With the credentials of the initiator's ACL entries (the default): an
+    /// initiator discovers only what it could log into, proving it first.
+    #[default]
+    Acl,
+    /// With the dedicated `chap_user` / `chap_secret` of this section.
+    Chap,
+    /// No authentication (targets are still filtered by initiator name).
+    None,
 }
 
 /// One iSCSI target.
@@ -235,6 +306,18 @@ pub struct Acl {
     /// Secret the target answers mutual CHAP with; must differ from chap_secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutual_secret: Option<String>,
+    /// LUN masking: the LUN ids this initiator sees (all when omitted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub luns: Option<Vec<u16>>,
+}
+
+impl Acl {
+    /// Whether this entry lets its initiator see LUN `id`.
+    pub fn sees(&self, id: u64) -> bool {
+        self.luns
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|&x| u64::from(x) == id))
+    }
 }
 
 impl Config {
@@ -291,11 +374,13 @@ impl Config {
             }
         }
         self.iscsi.validate()?;
-        self.discovery.validate()?;
+        self.security.validate()?;
+        let min_secret = self.security.min_chap_secret_len;
+        self.discovery.validate(min_secret)?;
         let mut iqns = HashSet::new();
         for (t, target) in self.targets.iter().enumerate() {
             let key = format!("target[{t}]");
-            target.validate(&key)?;
+            target.validate(&key, min_secret)?;
             if !iqns.insert(target.iqn.to_ascii_lowercase()) {
                 return Err((
                     format!("{key}.iqn"),
@@ -345,12 +430,13 @@ impl IscsiSettings {
 }
 
 impl Discovery {
-    fn validate(&self) -> Result<(), (String, String)> {
-        if self.auth == AuthMode::Chap {
+    fn validate(&self, min_secret: usize) -> Result<(), (String, String)> {
+        if self.auth == DiscoveryAuth::Chap {
             match (&self.chap_user, &self.chap_secret) {
                 (Some(u), Some(s)) => {
                     check_chap_user(u).map_err(|p| ("discovery.chap_user".to_string(), p))?;
-                    check_secret(s).map_err(|p| ("discovery.chap_secret".to_string(), p))?;
+                    check_secret(s, min_secret)
+                        .map_err(|p| ("discovery.chap_secret".to_string(), p))?;
                 }
                 _ => {
                     return Err((
@@ -365,7 +451,7 @@ impl Discovery {
 }
 
 impl Target {
-    fn validate(&self, key: &str) -> Result<(), (String, String)> {
+    fn validate(&self, key: &str, min_secret: usize) -> Result<(), (String, String)> {
         check_iscsi_name(&self.iqn).map_err(|p| (format!("{key}.iqn"), p))?;
         let mut ids = HashSet::new();
         for (l, lun) in self.luns.iter().enumerate() {
@@ -410,18 +496,33 @@ impl Target {
                     format!("{} is listed twice", acl.initiator),
                 ));
             }
-            acl.validate(&akey, self.auth)?;
+            acl.validate(&akey, self.auth, min_secret)?;
+            if let Some(luns) = &acl.luns {
+                for (i, id) in luns.iter().enumerate() {
+                    if !ids.contains(id) {
+                        return Err((
+                            format!("{akey}.luns[{i}]"),
+                            format!("LUN {id} is not defined in this target"),
+                        ));
+                    }
+                }
+            }
         }
         Ok(())
     }
 }
 
 impl Acl {
-    fn validate(&self, key: &str, auth: AuthMode) -> Result<(), (String, String)> {
+    fn validate(
+        &self,
+        key: &str,
+        auth: AuthMode,
+        min_secret: usize,
+    ) -> Result<(), (String, String)> {
         match (&self.chap_user, &self.chap_secret) {
             (Some(u), Some(s)) => {
                 check_chap_user(u).map_err(|p| (format!("{key}.chap_user"), p))?;
-                check_secret(s).map_err(|p| (format!("{key}.chap_secret"), p))?;
+                check_secret(s, min_secret).map_err(|p| (format!("{key}.chap_secret"), p))?;
             }
             (None, None) if auth == AuthMode::None => {}
             (None, None) => return Err((
@@ -453,7 +554,7 @@ impl Acl {
                     ));
                 }
                 check_chap_user(u).map_err(|p| (format!("{key}.mutual_user"), p))?;
-                check_secret(s).map_err(|p| (format!("{key}.mutual_secret"), p))?;
+                check_secret(s, min_secret).map_err(|p| (format!("{key}.mutual_secret"), p))?;
                 if Some(s) == self.chap_secret.as_ref() {
                     return Err((
                         format!("{key}.mutual_secret"),
@@ -489,9 +590,9 @@ fn check_chap_user(user: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_secret(secret: &str) -> Result<(), String> {
-    if secret.len() < MIN_CHAP_SECRET_LEN {
-        return Err(format!("must be at least {MIN_CHAP_SECRET_LEN} bytes long"));
+fn check_secret(secret: &str, min_len: usize) -> Result<(), String> {
+    if secret.len() < min_len {
+        return Err(format!("must be at least {min_len} bytes long"));
     }
     if secret.len() > 255 {
         return Err("must be at most 255 bytes long".into());
@@ -611,7 +712,7 @@ mutual_secret = "another-12-chars"
         assert_eq!(cfg.targets[0].auth, AuthMode::Chap);
         assert_eq!(cfg.targets[0].luns[0].size.as_deref(), Some("10G"));
         assert_eq!(cfg.portal_addrs().len(), 2);
-        assert_eq!(cfg.discovery.auth, AuthMode::None);
+        assert_eq!(cfg.discovery.auth, DiscoveryAuth::Acl);
     }
 
     #[test]

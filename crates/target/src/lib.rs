@@ -9,8 +9,10 @@
 //! commands execute on blocking threads (positioned file I/O) and hand their
 //! completions straight to the connection's writer.
 
+pub mod audit;
 pub mod config;
 pub mod frame;
+pub mod guard;
 mod login;
 mod scsi_task;
 pub mod server;

@@ -1,22 +1,25 @@
 //! Drives the sans-IO login state machine over a connection and applies the
 //! target's configuration: which targets exist, who may log in, how.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use iscsi_proto::chap::Secret;
 use iscsi_proto::login::{
-    AuthPolicy, ChapAccount, LoginAuthority, LoginOutcome, LoginResult, LoginStatus, SessionType,
-    TargetLogin,
+    AuthPolicy, ChapAccount, LoginAuthority, LoginOutcome, LoginRequestHeader, LoginResponseHeader,
+    LoginResult, LoginStatus, SessionType, TargetLogin,
 };
 use iscsi_proto::negotiation::{Digest, TargetLimits};
 use iscsi_proto::pdu::{encode_login_response, Request};
 use tokio::io::AsyncRead;
 use tokio::sync::{watch, Notify};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::{AuthMode, DigestMode};
+use crate::config::{AuthMode, DigestMode, DiscoveryAuth};
 use crate::frame::PduReader;
+use crate::guard::GuardKey;
 use crate::server::{SessionHandle, SessionKey, Shared, TargetNode};
 use crate::writer::{CmdWindow, Out, OutTx};
 
@@ -28,6 +31,8 @@ const REINSTATE_WAIT: Duration = Duration::from_secs(5);
 /// A completed login.
 pub(crate) struct LoggedIn {
     pub result: LoginResult,
+    /// Whether the target authenticated itself too (mutual CHAP).
+    pub mutual: bool,
     pub target: Option<Arc<TargetNode>>,
     pub tsih: u16,
     pub key: Option<SessionKey>,
@@ -39,6 +44,11 @@ pub(crate) struct LoggedIn {
 
 struct Authority<'a> {
     shared: &'a Shared,
+    peer: IpAddr,
+    /// The initiator name the login presented.
+    initiator: Mutex<Option<String>>,
+    /// Set when the initiator or its address is locked out.
+    locked_out: AtomicBool,
 }
 
 impl LoginAuthority for Authority<'_> {
@@ -48,20 +58,22 @@ impl LoginAuthority for Authority<'_> {
         target_name: Option<&str>,
         initiator_name: &str,
     ) -> Result<AuthPolicy, LoginStatus> {
+        if let Ok(mut i) = self.initiator.lock() {
+            *i = Some(initiator_name.to_string());
+        }
+        let now = Instant::now();
+        let guard = &self.shared.guard;
+        if guard.locked(
+            &GuardKey::Initiator(initiator_name.to_ascii_lowercase()),
+            now,
+        ) || guard.locked(&GuardKey::Address(self.peer), now)
+        {
+            // Refused without looking at credentials: a locked key cannot keep guessing.
+            self.locked_out.store(true, Ordering::Relaxed);
+            return Err(LoginStatus::AUTH_FAILURE);
+        }
         match session_type {
-            SessionType::Discovery => match (
-                &self.shared.discovery.chap_user,
-                &self.shared.discovery.chap_secret,
-            ) {
-                (Some(user), Some(secret)) if self.shared.discovery.auth == AuthMode::Chap => {
-                    Ok(AuthPolicy::Chap(vec![ChapAccount {
-                        user: user.clone(),
-                        secret: Secret::new(secret.as_bytes().to_vec()),
-                        mutual: None,
-                    }]))
-                }
-                _ => Ok(AuthPolicy::None),
-            },
+            SessionType::Discovery => self.discovery_policy(initiator_name),
             SessionType::Normal => {
                 let name = target_name.ok_or(LoginStatus::MISSING_PARAMETER)?;
                 let target = self.shared.target(name).ok_or(LoginStatus::NOT_FOUND)?;
@@ -91,6 +103,45 @@ impl LoginAuthority for Authority<'_> {
     }
 }
 
+impl Authority<'_> {
+    fn discovery_policy(&self, initiator: &str) -> Result<AuthPolicy, LoginStatus> {
+        let d = &self.shared.discovery;
+        match (d.auth, &d.chap_user, &d.chap_secret) {
+            (DiscoveryAuth::None, _, _) => Ok(AuthPolicy::None),
+            (DiscoveryAuth::Chap, Some(user), Some(secret)) => Ok(AuthPolicy::Chap(vec![ChapAccount {
+                user: user.clone(),
+                secret: Secret::new(secret.as_bytes().to_vec()),
+                mutual: None,
+            }])),
+            (DiscoveryAuth::Chap, _, _) => Err(LoginStatus::AUTHORIZATION_FAILURE),
+            (DiscoveryAuth::Acl, _, _) => {
+                // Any credential that would log this initiator into some target.
+                let mut accounts = Vec::new();
+                let mut open = false;
+                for t in &self.shared.targets {
+                    let Some(acl) = t.acl_for(initiator) else { continue };
+                    match (t.auth, &acl.chap_user, &acl.chap_secret) {
+                        (AuthMode::None, _, _) => open = true,
+                        (AuthMode::Chap, Some(user), Some(secret)) => accounts.push(ChapAccount {
+                            user: user.clone(),
+                            secret: Secret::new(secret.as_bytes().to_vec()),
+                            mutual: None,
+                        }),
+                        (AuthMode::Chap, _, _) => {}
+                    }
+                }
+                if !accounts.is_empty() {
+                    Ok(AuthPolicy::Chap(accounts))
+                } else if open {
+                    Ok(AuthPolicy::None)
+                } else {
+                    Err(LoginStatus::AUTHORIZATION_FAILURE)
+                }
+            }
+        }
+    }
+}
+
 fn limits(shared: &Shared) -> TargetLimits {
     let s = &shared.settings;
     TargetLimits {
@@ -111,15 +162,21 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     reader: &mut PduReader<R>,
     tx: &OutTx,
     window: &CmdWindow,
-    peer: std::net::SocketAddr,
+    peer: SocketAddr,
 ) -> Result<LoggedIn, ()> {
     let mut machine = TargetLogin::new(limits(shared), Default::default());
-    let mut first = true;
+    let authority = Authority {
+        shared,
+        peer: peer.ip(),
+        initiator: Mutex::new(None),
+        locked_out: AtomicBool::new(false),
+    };
+    let mut slot = None;
     loop {
         let frame = reader
             .next()
             .await
-            .map_err(|e| warn!(%peer, error = %e, "login aborted"))?;
+            .map_err(|e| debug!(%peer, error = %e, "login aborted"))?;
         let hdr = match Request::parse(&frame.bhs) {
             Request::Login(h) => h,
             other => {
@@ -127,11 +184,20 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 return Err(());
             }
         };
-        if first {
+        if slot.is_none() {
             window.reset(hdr.cmd_sn);
-            first = false;
+            slot = shared.guard.admit();
+            if slot.is_none() {
+                // Admission ceiling reached: the initiator retries later.
+                let mut h = refusal(&hdr, LoginStatus::SERVICE_UNAVAILABLE);
+                h.tsih = hdr.tsih;
+                send_response(tx, &h, Vec::new());
+                shared
+                    .audit
+                    .record("login_deferred", &[("address", &peer.to_string())]);
+                return Err(());
+            }
         }
-        let authority = Authority { shared };
         let mut step = machine.handle(&hdr, frame.data, &authority);
         let mut outcome = std::mem::replace(&mut step.outcome, LoginOutcome::Continue);
         let mut done = None;
@@ -142,35 +208,136 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                     done = Some(logged_in);
                     outcome = LoginOutcome::Continue;
                 }
-                Err((status, result)) => {
-                    warn!(%peer, initiator = %result.initiator_name, ?status, "login refused");
-                    step.header.status = status;
-                    step.header.transit = false;
+                Err((status, _)) => {
+                    step.header = refusal(&hdr, status);
                     step.data.clear();
                     outcome = LoginOutcome::Failed;
                 }
             }
         }
-        let bhs = encode_login_response(&step.header, step.data.len() as u32);
-        let _ = tx.send(Out::Pdu {
-            bhs,
-            data: step.data,
-            status: true,
-        });
+        let initiator = authority
+            .initiator
+            .lock()
+            .ok()
+            .and_then(|i| i.clone())
+            .unwrap_or_default();
+        if matches!(outcome, LoginOutcome::Failed) {
+            let status = step.header.status;
+            failed(shared, &authority, &initiator, peer, status).await;
+            send_response(tx, &step.header, step.data);
+            return Err(());
+        }
+        send_response(tx, &step.header, step.data);
         if let Some(logged_in) = done {
-            info!(
-                %peer,
-                initiator = %logged_in.result.initiator_name,
-                target = logged_in.target.as_ref().map(|t| t.iqn.as_str()).unwrap_or("(discovery)"),
-                tsih = logged_in.tsih,
-                chap_user = logged_in.result.chap_user.as_deref().unwrap_or("-"),
-                "login succeeded"
+            let target = logged_in
+                .target
+                .as_ref()
+                .map(|t| t.iqn.as_str())
+                .unwrap_or("(discovery)");
+            let auth = match (&logged_in.result.chap_user, logged_in.mutual) {
+                (None, _) => "none",
+                (Some(_), false) => "chap",
+                (Some(_), true) => "mutual-chap",
+            };
+            shared
+                .guard
+                .success(&GuardKey::Initiator(initiator.to_ascii_lowercase()));
+            shared.audit.record(
+                "login",
+                &[
+                    ("outcome", "success"),
+                    ("initiator", &initiator),
+                    ("target", target),
+                    ("address", &peer.to_string()),
+                    ("auth", auth),
+                    (
+                        "chap_user",
+                        logged_in.result.chap_user.as_deref().unwrap_or(""),
+                    ),
+                    ("tsih", &logged_in.tsih.to_string()),
+                ],
             );
+            info!(%peer, %initiator, target, tsih = logged_in.tsih, auth, "login succeeded");
             return Ok(logged_in);
         }
-        if matches!(outcome, LoginOutcome::Failed) {
-            warn!(%peer, status = ?step.header.status, "login failed");
-            return Err(());
+    }
+}
+
+fn send_response(tx: &OutTx, header: &LoginResponseHeader, data: Vec<u8>) {
+    let bhs = encode_login_response(header, data.len() as u32);
+    let _ = tx.send(Out::Pdu {
+        bhs,
+        data,
+        status: true,
+    });
+}
+
+/// A final login response refusing `req` with `status`.
+fn refusal(req: &LoginRequestHeader, status: LoginStatus) -> LoginResponseHeader {
+    LoginResponseHeader {
+        transit: false,
+        cont: false,
+        csg: req.csg,
+        nsg: req.nsg,
+        version_max: 0,
+        version_active: 0,
+        isid: req.isid,
+        tsih: 0,
+        itt: req.itt,
+        status,
+    }
+}
+
+/// Accounts for a failed login: counts it, maybe locks out, audits, and
+/// delays the answer of a locked-out attempt.
+async fn failed(
+    shared: &Shared,
+    authority: &Authority<'_>,
+    initiator: &str,
+    peer: SocketAddr,
+    status: LoginStatus,
+) {
+    let address = peer.to_string();
+    let status_text = format!("{:#06x}", status.0);
+    if authority.locked_out.load(Ordering::Relaxed) {
+        shared.audit.record(
+            "login",
+            &[
+                ("outcome", "locked_out"),
+                ("initiator", initiator),
+                ("address", &address),
+                ("status", &status_text),
+            ],
+        );
+        warn!(%peer, %initiator, "login refused: locked out after repeated failures");
+        tokio::time::sleep(shared.guard.refusal_delay()).await;
+        return;
+    }
+    shared.audit.record(
+        "login",
+        &[
+            ("outcome", "failure"),
+            ("initiator", initiator),
+            ("address", &address),
+            ("status", &status_text),
+        ],
+    );
+    warn!(%peer, %initiator, status = %status_text, "login failed");
+    if status == LoginStatus::AUTH_FAILURE || status == LoginStatus::AUTHORIZATION_FAILURE {
+        let now = Instant::now();
+        let mut keys = vec![GuardKey::Address(peer.ip())];
+        if !initiator.is_empty() {
+            keys.push(GuardKey::Initiator(initiator.to_ascii_lowercase()));
+        }
+        for key in keys {
+            if shared.guard.failure(key.clone(), now) {
+                let what = match &key {
+                    GuardKey::Initiator(n) => ("initiator", n.clone()),
+                    GuardKey::Address(a) => ("address", a.to_string()),
+                };
+                shared.audit.record("lockout", &[(what.0, &what.1)]);
+                warn!(key = ?key, "too many failed logins; locked out for the cool-down");
+            }
         }
     }
 }
@@ -185,6 +352,7 @@ async fn admit(
         let tsih = shared.alloc_tsih();
         let (done, _) = watch::channel(false);
         return Ok(LoggedIn {
+            mutual: result.mutual,
             result,
             target: None,
             tsih,
@@ -245,6 +413,7 @@ async fn admit(
         );
     }
     Ok(LoggedIn {
+        mutual: result.mutual,
         result,
         target: Some(target),
         tsih,

@@ -177,7 +177,7 @@ impl Session {
         };
         let Some(seq_idx) = p.sequences.iter().position(|s| s.ttt == d.ttt) else {
             warn!(initiator = %self.initiator, itt = d.itt, ttt = d.ttt, "Data-Out with unknown TTT");
-            self.fail_pending(d.itt);
+            self.fail_pending(d.itt, DATA_PHASE_ERROR);
             return;
         };
         let seq = &mut p.sequences[seq_idx];
@@ -191,7 +191,7 @@ impl Session {
                 initiator = %self.initiator, itt = d.itt, data_sn = d.data_sn, expected = seq.next_data_sn,
                 offset = d.buffer_offset, "Data-Out out of sequence; failing the command"
             );
-            self.fail_pending(d.itt);
+            self.fail_pending(d.itt, DATA_PHASE_ERROR);
             return;
         }
         let start = d.buffer_offset as usize;
@@ -202,7 +202,7 @@ impl Session {
         if d.final_bit {
             if seq.next_offset != seq.end {
                 warn!(initiator = %self.initiator, itt = d.itt, "Data-Out sequence ended early; failing the command");
-                self.fail_pending(d.itt);
+                self.fail_pending(d.itt, DATA_PHASE_ERROR);
                 return;
             }
             p.sequences.swap_remove(seq_idx);
@@ -210,11 +210,11 @@ impl Session {
         }
     }
 
-    /// Ends a pending write with a data phase error.
-    pub(crate) fn fail_pending(&mut self, itt: u32) {
+    /// Ends a pending write with CHECK CONDITION and `error` as sense.
+    pub(crate) fn fail_pending(&mut self, itt: u32, error: TransportError) {
         if let Some(p) = self.pending.remove(&itt) {
             self.pool.put(p.buf);
-            self.complete_transport_error(itt, DATA_PHASE_ERROR);
+            self.complete_transport_error(itt, error);
         }
     }
 
@@ -248,12 +248,7 @@ impl Session {
         let pool = self.pool.clone();
         let tx = self.tx.clone();
         let running = self.running.clone();
-        let luns: Option<Vec<u64>> = (cdb.as_slice().first() == Some(&0xa0)).then(|| {
-            self.target
-                .as_ref()
-                .map(|t| t.luns.keys().copied().collect())
-                .unwrap_or_default()
-        });
+        let luns = (cdb.as_slice().first() == Some(&0xa0)).then(|| self.visible_luns());
         let blocking = lu.is_some() && luns.is_none();
         let run = move || {
             let mut data_in = pool.get();

@@ -12,7 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
+use crate::audit::Audit;
 use crate::config::{parse_size, Acl, AuthMode, Config, DigestMode, Discovery, IscsiSettings};
+use crate::guard::LoginGuard;
 
 /// How long a stopping daemon waits for initiators to log out.
 const LOGOUT_GRACE: Duration = Duration::from_secs(5);
@@ -97,6 +99,8 @@ pub struct Shared {
     next_nexus: AtomicU64,
     nexus_ids: Mutex<HashMap<SessionKey, u64>>,
     pub(crate) shutdown: watch::Receiver<bool>,
+    pub(crate) guard: Arc<LoginGuard>,
+    pub(crate) audit: Audit,
     connections: AtomicUsize,
     idle: Notify,
 }
@@ -199,6 +203,8 @@ impl Server {
             next_nexus: AtomicU64::new(1),
             nexus_ids: Mutex::new(HashMap::new()),
             shutdown,
+            guard: LoginGuard::new(cfg.security.clone()),
+            audit: Audit::open(&cfg.data_dir),
             connections: AtomicUsize::new(0),
             idle: Notify::new(),
         });

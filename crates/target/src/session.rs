@@ -75,6 +75,10 @@ pub(crate) struct Session {
     pub shared: Arc<Shared>,
     pub target: Option<Arc<TargetNode>>,
     pub initiator: String,
+    /// The CHAP user the session authenticated as.
+    pub chap_user: Option<String>,
+    /// LUN masking from the initiator's ACL entry (`None`: all LUNs).
+    pub lun_mask: Option<Vec<u64>>,
     pub nexus: Nexus,
     pub params: SessionParams,
     pub tx: OutTx,
@@ -103,19 +107,24 @@ pub(crate) async fn run_connection(
     let writer = tokio::spawn(writer::run(wr, rx, window.clone(), pool.clone(), 1));
     let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
     let login_time = Duration::from_secs(u64::from(shared.settings.login_timeout));
-    let logged_in = match tokio::time::timeout(
-        login_time,
-        login::run(&shared, &mut reader, &tx, &window, peer),
-    )
-    .await
-    {
-        Ok(Ok(l)) => Some(l),
-        Ok(Err(())) => None,
-        Err(_) => {
-            warn!(%peer, "login did not complete in time; closing");
+    let pending = shared.guard.connection(peer.ip());
+    let logged_in = tokio::select! {
+        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer)) => match r {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(())) => None,
+            Err(_) => {
+                warn!(%peer, "login did not complete in time; closing");
+                shared.audit.record("login_timeout", &[("address", &peer.to_string())]);
+                None
+            }
+        },
+        _ = pending.evicted.notified() => {
+            warn!(%peer, "too many connections logging in from this address; closing the oldest");
+            shared.audit.record("login_evicted", &[("address", &peer.to_string())]);
             None
         }
     };
+    drop(pending);
     if let Some(logged_in) = logged_in {
         full_feature_phase(
             shared,
@@ -154,6 +163,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         key,
         kill,
         done,
+        ..
     } = logged_in;
     let p = &result.params;
     let header_digest = p.header_digest == Digest::Crc32c;
@@ -172,8 +182,10 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     };
     let mut session = Session {
         shared: shared.clone(),
+        lun_mask: lun_mask(target.as_ref(), &result.initiator_name),
         target,
         initiator: result.initiator_name.clone(),
+        chap_user: result.chap_user.clone(),
         nexus,
         params: result.params.clone(),
         tx,
@@ -205,6 +217,11 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     }
     let _ = done.send(true);
     info!(%peer, initiator = %session.initiator, tsih, "session closed");
+}
+
+fn lun_mask(target: Option<&Arc<TargetNode>>, initiator: &str) -> Option<Vec<u64>> {
+    let luns = target?.acl_for(initiator)?.luns.as_ref()?;
+    Some(luns.iter().map(|&x| u64::from(x)).collect())
 }
 
 impl Session {
@@ -300,7 +317,8 @@ impl Session {
             // RFC 7143 section 7.8.1: reject the PDU; the command it belonged to fails.
             self.reject(bhs, RejectReason::DATA_DIGEST_ERROR);
             if let Request::DataOut(d) = &request {
-                self.fail_pending(d.itt);
+                // ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR (RFC 7143 section 7.8.1).
+                self.fail_pending(d.itt, crate::scsi_task::DIGEST_ERROR);
             } else if let Request::ScsiCommand(c) = &request {
                 if self.accept_cmd_sn(c.immediate, c.cmd_sn) {
                     self.window.begin();
@@ -370,7 +388,29 @@ impl Session {
     /// The logical unit addressed by a LUN field, if mapped.
     pub(crate) fn lu(&self, lun_field: u64) -> Option<Arc<LogicalUnit>> {
         let target = self.target.as_ref()?;
-        target.luns.get(&lun_from_sam(lun_field)?).cloned()
+        let id = lun_from_sam(lun_field)?;
+        if !self.sees(id) {
+            return None;
+        }
+        target.luns.get(&id).cloned()
+    }
+
+    /// Whether LUN masking lets this session see LUN `id`.
+    pub(crate) fn sees(&self, id: u64) -> bool {
+        self.lun_mask.as_ref().is_none_or(|m| m.contains(&id))
+    }
+
+    /// The LUN ids this session sees (REPORT LUNS).
+    pub(crate) fn visible_luns(&self) -> Vec<u64> {
+        let Some(target) = &self.target else {
+            return Vec::new();
+        };
+        target
+            .luns
+            .keys()
+            .copied()
+            .filter(|&id| self.sees(id))
+            .collect()
     }
 
     fn nop_out(&mut self, n: NopOut, data: &[u8]) {
@@ -485,8 +525,8 @@ impl Session {
             LogoutResponseCode::SUCCESS
         };
         info!(initiator = %self.initiator, reason = ?l.reason, "logout");
-        let t2w = self.params.default_time2wait.min(3600) as u16;
-        let t2r = self.params.default_time2retain.min(3600) as u16;
+        let t2w = self.params.default_time2wait.min(3600);
+        let t2r = self.params.default_time2retain.min(3600);
         self.send(
             encode_logout_response(l.itt, response, t2w, t2r),
             Vec::new(),

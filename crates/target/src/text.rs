@@ -76,9 +76,13 @@ impl Session {
                 own.iqn == t.iqn
                     && (value.is_empty() || value == "All" || value.eq_ignore_ascii_case(&t.iqn))
             }
+            // Discovery: the targets whose ACL admits this initiator (and,
+            // when it authenticated, with the same CHAP user).
             None => {
                 (value == "All" || value.eq_ignore_ascii_case(&t.iqn))
-                    && t.acl_for(&self.initiator).is_some()
+                    && t.acl_for(&self.initiator).is_some_and(|a| {
+                        self.chap_user.is_none() || a.chap_user.is_none() || a.chap_user == self.chap_user
+                    })
             }
         });
         for t in visible {

@@ -178,10 +178,7 @@ impl Client {
             self.send(&bhs, &data).await?;
             let pdu = self.recv().await?;
             if pdu.bhs.opcode() != Opcode::LOGIN_RESPONSE {
-                return Err(protocol(format!(
-                    "{:?} during login",
-                    pdu.bhs.opcode()
-                )));
+                return Err(protocol(format!("{:?} during login", pdu.bhs.opcode())));
             }
             let resp = parse_login_response(&pdu.bhs);
             match login.handle(&resp, &pdu.data)? {
@@ -191,7 +188,8 @@ impl Client {
                     self.data_digest = params.data_digest == Digest::Crc32c;
                     self.reader
                         .set_digests(self.header_digest, self.data_digest);
-                    self.reader.set_max_data(params.max_recv_data_segment_length);
+                    self.reader
+                        .set_max_data(params.max_recv_data_segment_length);
                     self.params = params;
                     self.tsih = tsih;
                     return Ok(());
@@ -287,14 +285,8 @@ impl Client {
             if pdu.bhs.opcode() == Opcode::NOP_IN && pdu.bhs.itt() == RESERVED_TAG {
                 let ttt = pdu.bhs.u32_at(20);
                 if ttt != RESERVED_TAG {
-                    let bhs = encode_nop_out(
-                        true,
-                        RESERVED_TAG,
-                        ttt,
-                        self.cmd_sn,
-                        self.exp_stat_sn,
-                        0,
-                    );
+                    let bhs =
+                        encode_nop_out(true, RESERVED_TAG, ttt, self.cmd_sn, self.exp_stat_sn, 0);
                     self.send(&bhs, &[]).await?;
                 }
                 continue;
@@ -343,7 +335,10 @@ impl Client {
         let unsolicited_end = if p.initial_r2t {
             immediate
         } else {
-            write.len().min(p.first_burst_length as usize).max(immediate)
+            write
+                .len()
+                .min(p.first_burst_length as usize)
+                .max(immediate)
         };
         let cmd = ScsiCommand {
             immediate: false,
@@ -362,7 +357,9 @@ impl Client {
             exp_stat_sn: self.exp_stat_sn,
             cdb,
         };
-        self.send(&cmd.encode(), &write[..immediate]).await?;
+        let mut bhs = cmd.encode();
+        bhs.set_data_segment_len(immediate as u32);
+        self.send(&bhs, &write[..immediate]).await?;
         let mut out = CommandOutcome {
             immediate,
             ..CommandOutcome::default()
@@ -503,13 +500,8 @@ impl Client {
         let mut ttt = RESERVED_TAG;
         let mut answer = Vec::new();
         loop {
-            let bhs = encode_text_request(
-                itt,
-                ttt,
-                self.cmd_sn,
-                self.exp_stat_sn,
-                body.len() as u32,
-            );
+            let bhs =
+                encode_text_request(itt, ttt, self.cmd_sn, self.exp_stat_sn, body.len() as u32);
             self.send(&bhs, &body).await?;
             body.clear();
             let pdu = self.recv_response().await?;
