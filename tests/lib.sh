@@ -10,14 +10,15 @@ msecret=target-secret-42x
 port=$((20000 + RANDOM % 20000))
 pid=
 
-# start_target SIZE [mutual]
+# start_target SIZE [mutual|no] [optional|header|required]
 start_target() {
-    local size=$1 mutual=${2:-no}
+    local size=$1 mutual=${2:-no} digests=${3:-optional}
     cat > "$work/ironsan.toml" <<TOML
 data_dir = "$work/data"
 portals = ["127.0.0.1:$port"]
 [[target]]
 iqn = "$iqn"
+digests = "$digests"
 [[target.lun]]
 id = 0
 file = "$work/lun0.img"

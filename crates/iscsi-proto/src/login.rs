@@ -169,6 +169,10 @@ pub trait LoginAuthority {
         target_name: Option<&str>,
         initiator_name: &str,
     ) -> Result<AuthPolicy, LoginStatus>;
+
+    /// Adjusts the negotiation limits for the target being logged into (for
+    /// example digests it requires). Called after a successful `authorize`.
+    fn target_limits(&self, _target_name: Option<&str>, _limits: &mut TargetLimits) {}
 }
 
 /// A completed login.
@@ -487,7 +491,9 @@ impl TargetLogin {
             AuthPolicy::None => Auth::Open,
             AuthPolicy::Chap(accounts) => Auth::Required(accounts),
         };
-        let mut n = Negotiator::for_login(self.limits.clone(), session_type);
+        let mut limits = self.limits.clone();
+        authority.target_limits(target_name, &mut limits);
+        let mut n = Negotiator::for_login(limits, session_type);
         // SessionType may be absent (default Normal); record the implied value.
         if find("SessionType").is_none() {
             n.respond(

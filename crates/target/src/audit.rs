@@ -94,14 +94,20 @@ pub fn access_matrix(cfg: &crate::config::Config) -> Vec<Access> {
                 (AuthMode::Chap, None) => "chap",
                 (AuthMode::Chap, Some(_)) => "mutual-chap",
             };
-            let mut luns: Vec<u16> =
-                t.luns.iter().map(|l| l.id).filter(|&id| acl.sees(u64::from(id))).collect();
+            let mut luns: Vec<u16> = t
+                .luns
+                .iter()
+                .map(|l| l.id)
+                .filter(|&id| acl.sees(u64::from(id)))
+                .collect();
             luns.sort_unstable();
             rows.push(Access {
                 target: t.iqn.clone(),
                 initiator: acl.initiator.clone(),
                 auth,
-                chap_user: (t.auth == AuthMode::Chap).then(|| acl.chap_user.clone()).flatten(),
+                chap_user: (t.auth == AuthMode::Chap)
+                    .then(|| acl.chap_user.clone())
+                    .flatten(),
                 digests_required: t.digests == DigestMode::Required,
                 luns,
             });
@@ -156,9 +162,15 @@ initiator = "*"
         .expect("valid");
         let m = access_matrix(&cfg);
         assert_eq!(m.len(), 3);
-        assert_eq!((m[0].auth, m[0].luns.clone(), m[0].digests_required), ("chap", vec![1], true));
+        assert_eq!(
+            (m[0].auth, m[0].luns.clone(), m[0].digests_required),
+            ("chap", vec![1], true)
+        );
         assert_eq!((m[1].auth, m[1].luns.clone()), ("mutual-chap", vec![0, 1]));
-        assert_eq!((m[2].auth, m[2].chap_user.clone(), m[2].initiator.as_str()), ("none", None, "*"));
+        assert_eq!(
+            (m[2].auth, m[2].chap_user.clone(), m[2].initiator.as_str()),
+            ("none", None, "*")
+        );
         let json = serde_json::to_string(&m).expect("json");
         assert!(!json.contains("secret"), "secrets never appear: {json}");
     }

@@ -79,14 +79,17 @@ pub enum AuthMode {
     None,
 }
 
-/// Whether CRC32C digests are required.
+/// Which CRC32C digests a target requires.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestMode {
     /// Used when the initiator asks for them.
     #[default]
     Optional,
-    /// Logins that do not negotiate CRC32C header and data digests are refused.
+    /// Header digests required, data digests optional (for initiators such
+    /// as libiscsi that implement only header digests).
+    Header,
+    /// Header and data digests required; logins without both are refused.
     Required,
 }
 

@@ -11,7 +11,7 @@ use iscsi_proto::login::{
     AuthPolicy, ChapAccount, LoginAuthority, LoginOutcome, LoginRequestHeader, LoginResponseHeader,
     LoginResult, LoginStatus, SessionType, TargetLogin,
 };
-use iscsi_proto::negotiation::{Digest, TargetLimits};
+use iscsi_proto::negotiation::{Digest, DigestPolicy, TargetLimits};
 use iscsi_proto::pdu::{encode_login_response, Request};
 use tokio::io::AsyncRead;
 use tokio::sync::{watch, Notify};
@@ -101,25 +101,44 @@ impl LoginAuthority for Authority<'_> {
             }
         }
     }
+
+    fn target_limits(&self, target_name: Option<&str>, limits: &mut TargetLimits) {
+        if let Some(t) = target_name.and_then(|n| self.shared.target(n)) {
+            (limits.header_digest, limits.data_digest) = Self::digest_policies(t.digests);
+        }
+    }
 }
 
 impl Authority<'_> {
+    /// The digest policies a target imposes on the negotiation.
+    fn digest_policies(mode: DigestMode) -> (DigestPolicy, DigestPolicy) {
+        match mode {
+            DigestMode::Optional => (DigestPolicy::Optional, DigestPolicy::Optional),
+            DigestMode::Header => (DigestPolicy::Required, DigestPolicy::Optional),
+            DigestMode::Required => (DigestPolicy::Required, DigestPolicy::Required),
+        }
+    }
+
     fn discovery_policy(&self, initiator: &str) -> Result<AuthPolicy, LoginStatus> {
         let d = &self.shared.discovery;
         match (d.auth, &d.chap_user, &d.chap_secret) {
             (DiscoveryAuth::None, _, _) => Ok(AuthPolicy::None),
-            (DiscoveryAuth::Chap, Some(user), Some(secret)) => Ok(AuthPolicy::Chap(vec![ChapAccount {
-                user: user.clone(),
-                secret: Secret::new(secret.as_bytes().to_vec()),
-                mutual: None,
-            }])),
+            (DiscoveryAuth::Chap, Some(user), Some(secret)) => {
+                Ok(AuthPolicy::Chap(vec![ChapAccount {
+                    user: user.clone(),
+                    secret: Secret::new(secret.as_bytes().to_vec()),
+                    mutual: None,
+                }]))
+            }
             (DiscoveryAuth::Chap, _, _) => Err(LoginStatus::AUTHORIZATION_FAILURE),
             (DiscoveryAuth::Acl, _, _) => {
                 // Any credential that would log this initiator into some target.
                 let mut accounts = Vec::new();
                 let mut open = false;
                 for t in &self.shared.targets {
-                    let Some(acl) = t.acl_for(initiator) else { continue };
+                    let Some(acl) = t.acl_for(initiator) else {
+                        continue;
+                    };
                     match (t.auth, &acl.chap_user, &acl.chap_secret) {
                         (AuthMode::None, _, _) => open = true,
                         (AuthMode::Chap, Some(user), Some(secret)) => accounts.push(ChapAccount {
@@ -365,9 +384,9 @@ async fn admit(
         return Err((LoginStatus::NOT_FOUND, result));
     };
     let p = &result.params;
-    if target.digests == DigestMode::Required
-        && (p.header_digest != Digest::Crc32c || p.data_digest != Digest::Crc32c)
-    {
+    let (header, data) = Authority::digest_policies(target.digests);
+    let refused = |policy, got| policy == DigestPolicy::Required && got != Digest::Crc32c;
+    if refused(header, p.header_digest) || refused(data, p.data_digest) {
         return Err((LoginStatus::INITIATOR_ERROR, result));
     }
     let key: SessionKey = (

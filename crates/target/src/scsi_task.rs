@@ -245,6 +245,7 @@ impl Session {
         r2t_count: u32,
     ) {
         let nexus = self.nexus;
+        let initiator_port = self.initiator_port.clone();
         let pool = self.pool.clone();
         let tx = self.tx.clone();
         let running = self.running.clone();
@@ -257,6 +258,7 @@ impl Session {
                 data_out: &data_out,
                 expected_len: edtl,
                 nexus,
+                initiator_port: &initiator_port,
             };
             let outcome = match (&luns, &lu) {
                 (Some(luns), _) => scsi::report_luns(luns, &req, &mut data_in),

@@ -75,6 +75,9 @@ pub(crate) struct Session {
     pub shared: Arc<Shared>,
     pub target: Option<Arc<TargetNode>>,
     pub initiator: String,
+    /// Initiator port name (`InitiatorName,i,0x<ISID>`): the TransportID
+    /// persistent reservations are keyed by.
+    pub initiator_port: Arc<str>,
     /// The CHAP user the session authenticated as.
     pub chap_user: Option<String>,
     /// LUN masking from the initiator's ACL entry (`None`: all LUNs).
@@ -185,6 +188,16 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         lun_mask: lun_mask(target.as_ref(), &result.initiator_name),
         target,
         initiator: result.initiator_name.clone(),
+        initiator_port: format!(
+            "{},i,0x{}",
+            result.initiator_name,
+            result
+                .isid
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        )
+        .into(),
         chap_user: result.chap_user.clone(),
         nexus,
         params: result.params.clone(),

@@ -81,7 +81,9 @@ impl Session {
             None => {
                 (value == "All" || value.eq_ignore_ascii_case(&t.iqn))
                     && t.acl_for(&self.initiator).is_some_and(|a| {
-                        self.chap_user.is_none() || a.chap_user.is_none() || a.chap_user == self.chap_user
+                        self.chap_user.is_none()
+                            || a.chap_user.is_none()
+                            || a.chap_user == self.chap_user
                     })
             }
         });

@@ -13,6 +13,7 @@ use common::{
 };
 use iscsi_proto::initiator::{InitiatorConfig, InitiatorError, InitiatorLogin};
 use iscsi_proto::login::LoginStatus;
+use iscsi_proto::negotiation::Digest;
 use iscsi_proto::pdu::{encode_login_request, Bhs, Opcode, ScsiCommand, TmfFunction, BHS_LEN};
 
 /// Digest mismatch reported as CHECK CONDITION: ABORTED COMMAND, PROTOCOL SERVICE CRC ERROR.
@@ -362,13 +363,18 @@ async fn discovery_send_targets_lists_target_and_portal() {
         // Discovery authenticates with the initiator's ACL credentials by default.
         let mut anonymous = t.connect().await;
         expect_login_status(
-            anonymous.login(InitiatorConfig::new(INITIATOR_IQN, None)).await,
+            anonymous
+                .login(InitiatorConfig::new(INITIATOR_IQN, None))
+                .await,
             LoginStatus::AUTH_FAILURE,
         );
         let mut stranger = t.connect().await;
         expect_login_status(
             stranger
-                .login(InitiatorConfig::new("iqn.2026-11.org.example:stranger", None))
+                .login(InitiatorConfig::new(
+                    "iqn.2026-11.org.example:stranger",
+                    None,
+                ))
                 .await,
             LoginStatus::AUTHORIZATION_FAILURE,
         );
@@ -517,7 +523,10 @@ lockout_delay_ms = 20
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_wrong_passwords_lock_out_that_initiator_only() {
     bounded(async {
-        let opts = TargetOptions { extra: OTHER_ACL, ..TargetOptions::default() };
+        let opts = TargetOptions {
+            extra: OTHER_ACL,
+            ..TargetOptions::default()
+        };
         let t = TestTarget::start("lockout", opts).await;
         for _ in 0..20 {
             let mut bad = t.connect().await;
@@ -527,11 +536,15 @@ async fn repeated_wrong_passwords_lock_out_that_initiator_only() {
         // Locked out: even the right secret is refused during the cool-down.
         let mut right = t.connect().await;
         expect_login_status(
-            right.login(t.initiator(Some(chap(CHAP_SECRET, None)))).await,
+            right
+                .login(t.initiator(Some(chap(CHAP_SECRET, None))))
+                .await,
             LoginStatus::AUTH_FAILURE,
         );
         // Another initiator from the same address logs in and does I/O.
-        let mut other = t.login(t.other_initiator(OTHER_IQN, "other", "other-secret-123")).await;
+        let mut other = t
+            .login(t.other_initiator(OTHER_IQN, "other", "other-secret-123"))
+            .await;
         write_and_verify(&mut other, 8, &pattern(7, 4096)).await;
         assert_eq!(other.logout().await.expect("logout"), 0);
     })
@@ -544,14 +557,68 @@ async fn idle_connection_flood_does_not_block_a_real_initiator() {
         let t = TestTarget::start("flood", TargetOptions::default()).await;
         let mut idle = Vec::new();
         for _ in 0..500 {
-            idle.push(tokio::net::TcpStream::connect(t.addr).await.expect("connect"));
+            idle.push(
+                tokio::net::TcpStream::connect(t.addr)
+                    .await
+                    .expect("connect"),
+            );
         }
-        let mut c = tokio::time::timeout(Duration::from_secs(10), t.login(t.initiator_with_digests()))
-            .await
-            .expect("login while 500 idle connections are open");
+        let mut c =
+            tokio::time::timeout(Duration::from_secs(10), t.login(t.initiator_with_digests()))
+                .await
+                .expect("login while 500 idle connections are open");
         write_and_verify(&mut c, 0, &pattern(3, 16384)).await;
         assert_eq!(c.logout().await.expect("logout"), 0);
         drop(idle);
+    })
+    .await;
+}
+
+// 11. Required digests.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_digests_refuse_logins_without_them() {
+    bounded(async {
+        let opts = TargetOptions {
+            digests: "required",
+            ..TargetOptions::default()
+        };
+        let t = TestTarget::start("digests-required", opts).await;
+        // An initiator that will not do data digests is refused.
+        let mut header_only = t.initiator(Some(chap(CHAP_SECRET, None)));
+        header_only.offer.header_digest = vec![Digest::Crc32c];
+        header_only.offer.data_digest = vec![Digest::None];
+        let mut c = t.connect().await;
+        expect_login_status(c.login(header_only).await, LoginStatus::INITIATOR_ERROR);
+        // One that offers both (in either order) gets them.
+        let mut both = t.initiator(Some(chap(CHAP_SECRET, None)));
+        both.offer.header_digest = vec![Digest::None, Digest::Crc32c];
+        both.offer.data_digest = vec![Digest::None, Digest::Crc32c];
+        let mut c = t.login(both).await;
+        write_and_verify(&mut c, 16, &pattern(5, 8192)).await;
+        assert_eq!(c.logout().await.expect("logout"), 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_digest_mode_accepts_header_only_initiators() {
+    bounded(async {
+        let opts = TargetOptions {
+            digests: "header",
+            ..TargetOptions::default()
+        };
+        let t = TestTarget::start("digests-header", opts).await;
+        let mut none = t.initiator(Some(chap(CHAP_SECRET, None)));
+        none.offer.header_digest = vec![Digest::None];
+        none.offer.data_digest = vec![Digest::None];
+        let mut c = t.connect().await;
+        expect_login_status(c.login(none).await, LoginStatus::INITIATOR_ERROR);
+        let mut header_only = t.initiator(Some(chap(CHAP_SECRET, None)));
+        header_only.offer.header_digest = vec![Digest::None, Digest::Crc32c];
+        header_only.offer.data_digest = vec![Digest::None];
+        let mut c = t.login(header_only).await;
+        write_and_verify(&mut c, 32, &pattern(6, 4096)).await;
     })
     .await;
 }

@@ -69,6 +69,8 @@ pub struct TargetOptions {
     pub auth: &'static str,
     /// Extra lines for the `[iscsi]` section.
     pub iscsi: &'static str,
+    /// `digests` of the target: `"optional"` (the default), `"header"` or `"required"`.
+    pub digests: &'static str,
     /// Extra configuration appended at the end (more ACL entries, `[security]`...).
     pub extra: &'static str,
 }
@@ -78,6 +80,7 @@ impl Default for TargetOptions {
         Self {
             auth: "chap",
             iscsi: "",
+            digests: "optional",
             extra: "",
         }
     }
@@ -114,6 +117,7 @@ portals = ["127.0.0.1:0"]
 [[target]]
 iqn = "{TARGET_IQN}"
 auth = "{auth}"
+digests = "{digests}"
 
 [[target.lun]]
 id = 0
@@ -130,6 +134,7 @@ mutual_secret = "{MUTUAL_SECRET}"
 "#,
         iscsi = opts.iscsi,
         auth = opts.auth,
+        digests = opts.digests,
         extra = opts.extra,
     )
 }
