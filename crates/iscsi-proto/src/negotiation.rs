@@ -228,6 +228,11 @@ pub enum NegotiationError {
     /// The negotiation ended with a target offer unanswered.
     #[error("target offer of {0} left unanswered")]
     Unanswered(&'static str),
+    /// The initiator sent a value the target had to reject, so the key kept
+    /// its default, which the target's limits do not allow (and a key may not
+    /// be negotiated twice, so the target cannot offer its own value).
+    #[error("the default of {0} is outside the target's limits")]
+    LimitNotMet(&'static str),
 }
 
 /// Where the negotiation takes place.
@@ -545,20 +550,27 @@ impl Negotiator {
             || !self.needed_offers().is_empty()
     }
 
+    /// Offers the target must make: required values of keys the initiator
+    /// has not sent.
     fn needed_offers(&self) -> Vec<(Offer, String)> {
+        let mut v = self.unmet_limits();
+        v.retain(|(o, _)| !self.seen.contains(o.key));
+        v
+    }
+
+    /// Keys whose current value the target's limits do not allow.
+    fn unmet_limits(&self) -> Vec<(Offer, String)> {
         let lim = &self.limits;
         let p = &self.params;
         let mut v = Vec::new();
         let mut want = |key: &'static str, value: u32, text: String| {
-            if !self.seen.contains(key) {
-                v.push((Offer { key, value }, text));
-            }
+            v.push((Offer { key, value }, text));
         };
-        for (key, policy) in [
-            ("HeaderDigest", lim.header_digest),
-            ("DataDigest", lim.data_digest),
+        for (key, policy, current) in [
+            ("HeaderDigest", lim.header_digest, p.header_digest),
+            ("DataDigest", lim.data_digest, p.data_digest),
         ] {
-            if policy == DigestPolicy::Required {
+            if policy == DigestPolicy::Required && current != Digest::Crc32c {
                 want(key, 0, "CRC32C".into());
             }
         }
@@ -579,8 +591,8 @@ impl Negotiator {
         if !lim.immediate_data && p.immediate_data {
             want("ImmediateData", 0, "No".into());
         }
-        if lim.default_time2wait > p.default_time2wait {
-            let t = lim.default_time2wait.min(3600);
+        let t = lim.default_time2wait.min(3600);
+        if t > p.default_time2wait {
             want("DefaultTime2Wait", t.into(), t.to_string());
         }
         if lim.default_time2retain < p.default_time2retain {
@@ -626,6 +638,11 @@ impl Negotiator {
         }
         let p = &mut self.params;
         p.first_burst_length = p.first_burst_length.min(p.max_burst_length);
+        // A key the initiator sent with an inadmissible value was answered
+        // Reject and keeps its default, which may exceed the target's limits.
+        if let Some((o, _)) = self.unmet_limits().first() {
+            return Err(NegotiationError::LimitNotMet(o.key));
+        }
         Ok(self.params)
     }
 }

@@ -449,3 +449,54 @@ fn full_feature_text_negotiation() {
     assert!(!n.write_target_keys(&mut w));
     assert!(w.is_empty());
 }
+
+/// Found by the `text_keys` fuzz target: a value the target rejects leaves
+/// the key at its default, and the target may not offer the key again, so
+/// a default outside the target's limits must fail the login instead of
+/// silently exceeding them.
+#[test]
+fn rejected_value_cannot_leave_default_beyond_limits() {
+    let limits = TargetLimits {
+        max_burst_length: 4096,
+        first_burst_length: 1024,
+        immediate_data: false,
+        ..TargetLimits::default()
+    };
+    for (key, bad) in [
+        ("MaxBurstLength", "167V6192"),
+        ("FirstBurstLength", "1"),
+        ("ImmediateData", "Maybe"),
+    ] {
+        let mut n = Negotiator::for_login(limits.clone(), SessionType::Normal);
+        let a = answers(&mut n, &[(key, bad)]).unwrap();
+        assert_eq!(a, vec![(key.to_owned(), "Reject".to_owned())]);
+        n.write_target_keys(&mut TextWriter::new());
+        // The other keys were offered; answer them so only `key` is left.
+        let others: Vec<(&str, &str)> = [
+            ("MaxBurstLength", "4096"),
+            ("FirstBurstLength", "1024"),
+            ("ImmediateData", "No"),
+        ]
+        .into_iter()
+        .filter(|(k, _)| *k != key)
+        .collect();
+        answers(&mut n, &others).unwrap();
+        assert!(!n.awaiting_answers());
+        assert_eq!(n.finish(), Err(NegotiationError::LimitNotMet(key)));
+    }
+    // Accepted values within the limits still finish.
+    let mut n = Negotiator::for_login(limits, SessionType::Normal);
+    answers(
+        &mut n,
+        &[
+            ("MaxBurstLength", "65536"),
+            ("FirstBurstLength", "65536"),
+            ("ImmediateData", "Yes"),
+        ],
+    )
+    .unwrap();
+    assert!(!n.write_target_keys(&mut TextWriter::new()));
+    let p = n.finish().unwrap();
+    assert_eq!((p.max_burst_length, p.first_burst_length), (4096, 1024));
+    assert!(!p.immediate_data);
+}

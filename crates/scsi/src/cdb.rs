@@ -44,11 +44,35 @@ pub mod op {
     pub const WRITE_AND_VERIFY_12: u8 = 0xAE;
     pub const VERIFY_12: u8 = 0xAF;
     pub const READ_DEFECT_DATA_12: u8 = 0xB7;
+    pub const RESERVE_6: u8 = 0x16;
+    pub const RELEASE_6: u8 = 0x17;
+    pub const WRITE_SAME_10: u8 = 0x41;
+    pub const UNMAP: u8 = 0x42;
+    pub const SANITIZE: u8 = 0x48;
+    pub const RESERVE_10: u8 = 0x56;
+    pub const RELEASE_10: u8 = 0x57;
+    pub const PERSISTENT_RESERVE_IN: u8 = 0x5E;
+    pub const PERSISTENT_RESERVE_OUT: u8 = 0x5F;
+    pub const EXTENDED_COPY: u8 = 0x83;
+    pub const RECEIVE_COPY_RESULTS: u8 = 0x84;
+    pub const COMPARE_AND_WRITE: u8 = 0x89;
+    pub const ORWRITE_16: u8 = 0x8B;
+    pub const WRITE_SAME_16: u8 = 0x93;
+    pub const WRITE_ATOMIC_16: u8 = 0x9C;
 
     /// SERVICE ACTION IN(16) service action READ CAPACITY(16).
     pub const SA_READ_CAPACITY_16: u16 = 0x10;
     /// MAINTENANCE IN service action REPORT SUPPORTED OPERATION CODES.
     pub const SA_REPORT_SUPPORTED_OPCODES: u16 = 0x0C;
+    /// MAINTENANCE IN service action REPORT TARGET PORT GROUPS.
+    pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
+    /// SERVICE ACTION IN(16) service action GET LBA STATUS.
+    pub const SA_GET_LBA_STATUS: u16 = 0x12;
+    /// SANITIZE service action BLOCK ERASE (the only one offered).
+    pub const SA_SANITIZE_BLOCK_ERASE: u16 = 0x02;
+    /// RECEIVE COPY RESULTS service actions.
+    pub const SA_COPY_STATUS: u16 = 0x00;
+    pub const SA_OPERATING_PARAMETERS: u16 = 0x03;
 }
 
 /// One supported command: operation code, optional service action, CDB
@@ -96,6 +120,8 @@ pub static OPCODES: &[OpcodeInfo] = &[
     info(op::WRITE_6, &[0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0]),
     info(op::INQUIRY, &[0x12, 0x01, 0xFF, 0xFF, 0xFF, 0]),
     info(op::MODE_SELECT_6, &[0x15, 0x11, 0, 0, 0xFF, 0]),
+    info(op::RESERVE_6, &[0x16, 0, 0, 0, 0, 0]),
+    info(op::RELEASE_6, &[0x17, 0, 0, 0, 0, 0]),
     info(op::MODE_SENSE_6, &[0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0]),
     info(op::START_STOP_UNIT, &[0x1B, 0x01, 0, 0x0F, 0xF7, 0]),
     info(op::PREVENT_ALLOW_MEDIUM_REMOVAL, &[0x1E, 0, 0, 0, 0x03, 0]),
@@ -107,16 +133,42 @@ pub static OPCODES: &[OpcodeInfo] = &[
     info(op::PRE_FETCH_10, &[0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
     info(op::SYNCHRONIZE_CACHE_10, &[0x35, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
     info(op::READ_DEFECT_DATA_10, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info(op::WRITE_SAME_10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
+    info(op::UNMAP, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
+    info_sa(op::SANITIZE, op::SA_SANITIZE_BLOCK_ERASE, &[0x48, 0xA2, 0, 0, 0, 0, 0, 0, 0, 0]),
     info(op::MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info(op::RESERVE_10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    info(op::RELEASE_10, &[0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
     info(op::MODE_SENSE_10, &[0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_IN, 0x00, &[0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_IN, 0x01, &[0x5E, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_IN, 0x02, &[0x5E, 0x02, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_IN, 0x03, &[0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x00, &[0x5F, 0x00, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x01, &[0x5F, 0x01, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x02, &[0x5F, 0x02, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x03, &[0x5F, 0x03, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x04, &[0x5F, 0x04, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x05, &[0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x06, &[0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::PERSISTENT_RESERVE_OUT, 0x07, &[0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+    info_sa(op::EXTENDED_COPY, 0x00, &[0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    info_sa(op::RECEIVE_COPY_RESULTS, op::SA_COPY_STATUS, &[0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    info_sa(op::RECEIVE_COPY_RESULTS, op::SA_OPERATING_PARAMETERS, &[0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     info(op::READ_16, &[0x88, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    info(op::COMPARE_AND_WRITE, &[0x89, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x1F, 0]),
     info(op::WRITE_16, &[0x8A, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    info(op::ORWRITE_16, &[0x8B, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     info(op::WRITE_AND_VERIFY_16, &[0x8E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     info(op::VERIFY_16, &[0x8F, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     info(op::PRE_FETCH_16, &[0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     info(op::SYNCHRONIZE_CACHE_16, &[0x91, 0x06, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    info(op::WRITE_SAME_16, &[0x93, 0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
+    info(op::WRITE_ATOMIC_16, &[0x9C, 0x18, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0x1F, 0]),
     info_sa(op::SERVICE_ACTION_IN_16, op::SA_READ_CAPACITY_16, &[0x9E, 0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0]),
+    info_sa(op::SERVICE_ACTION_IN_16, op::SA_GET_LBA_STATUS, &[0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     info(op::REPORT_LUNS, &[0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
+    info_sa(op::MAINTENANCE_IN, op::SA_REPORT_TARGET_PORT_GROUPS, &[0xA3, 0x2A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     info_sa(op::MAINTENANCE_IN, op::SA_REPORT_SUPPORTED_OPCODES, &[0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0]),
     info(op::READ_12, &[0xA8, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
     info(op::WRITE_12, &[0xAA, 0x1A, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0]),
@@ -211,6 +263,65 @@ pub enum Command {
         service_action: u16,
         alloc_len: u32,
     },
+    /// RESERVE(6) / RESERVE(10) (SPC-2 logical unit reservation).
+    Reserve,
+    /// RELEASE(6) / RELEASE(10).
+    Release,
+    PersistentReserveIn {
+        service_action: u8,
+        alloc_len: u32,
+    },
+    PersistentReserveOut {
+        service_action: u8,
+        scope: u8,
+        pr_type: u8,
+        param_len: u32,
+    },
+    CompareAndWrite {
+        lba: u64,
+        blocks: u8,
+        dpo: bool,
+        fua: bool,
+    },
+    OrWrite(Rw),
+    WriteAtomic(Rw),
+    WriteSame(WriteSame),
+    Unmap {
+        param_len: u32,
+    },
+    GetLbaStatus {
+        lba: u64,
+        alloc_len: u32,
+    },
+    ExtendedCopy {
+        param_len: u32,
+    },
+    ReceiveCopyResults {
+        service_action: u8,
+        list_id: u8,
+        alloc_len: u32,
+    },
+    ReportTargetPortGroups {
+        extended: bool,
+        alloc_len: u32,
+    },
+    /// SANITIZE BLOCK ERASE.
+    SanitizeBlockErase {
+        immed: bool,
+        ause: bool,
+    },
+}
+
+/// WRITE SAME(10/16).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WriteSame {
+    pub lba: u64,
+    /// Number of blocks; 0 means "to the end of the medium".
+    pub blocks: u32,
+    pub unmap: bool,
+    /// NDOB (WRITE SAME(16) only): no Data-Out buffer, write zeros.
+    pub ndob: bool,
+    pub sixteen: bool,
 }
 
 /// READ / WRITE / VERIFY addressing and flags.
@@ -247,7 +358,7 @@ pub struct StartStopUnit {
     pub start: bool,
 }
 
-fn be(b: &[u8]) -> u64 {
+pub(crate) fn be(b: &[u8]) -> u64 {
     b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x))
 }
 
@@ -355,6 +466,12 @@ impl Command {
                 }
                 Command::ReadCapacity10 { lba, pmi }
             }
+            op::SERVICE_ACTION_IN_16 if u16::from(c[1] & 0x1F) == op::SA_GET_LBA_STATUS => {
+                Command::GetLbaStatus {
+                    lba: be(&c[2..10]),
+                    alloc_len: be(&c[10..14]) as u32,
+                }
+            }
             op::SERVICE_ACTION_IN_16 => {
                 let lba = be(&c[2..10]);
                 let pmi = c[14] & 1 != 0;
@@ -429,6 +546,12 @@ impl Command {
                 select_report: c[2],
                 alloc_len: be(&c[6..10]) as u32,
             },
+            op::MAINTENANCE_IN if u16::from(c[1] & 0x1F) == op::SA_REPORT_TARGET_PORT_GROUPS => {
+                Command::ReportTargetPortGroups {
+                    extended: c[1] & 0xE0 == 0x20,
+                    alloc_len: be(&c[6..10]) as u32,
+                }
+            }
             op::MAINTENANCE_IN => {
                 let options = c[2] & 0x07;
                 if options > 3 {
@@ -442,7 +565,7 @@ impl Command {
                     alloc_len: be(&c[6..10]) as u32,
                 }
             }
-            _ => return Err(Sense::invalid_opcode()),
+            _ => return crate::cdb_ext::parse_ext(opcode, c),
         };
         Ok(cmd)
     }
@@ -460,6 +583,14 @@ impl Command {
                 | Command::Verify { .. }
                 | Command::PreFetch { .. }
                 | Command::SynchronizeCache { .. }
+                | Command::CompareAndWrite { .. }
+                | Command::OrWrite(_)
+                | Command::WriteAtomic(_)
+                | Command::WriteSame(_)
+                | Command::Unmap { .. }
+                | Command::GetLbaStatus { .. }
+                | Command::ExtendedCopy { .. }
+                | Command::SanitizeBlockErase { .. }
         )
     }
 }
@@ -482,228 +613,5 @@ fn rw_command(opcode: u8, r: Rw, b1: u8) -> Command {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sense::{Asc, SenseKey};
-
-    fn field_ptr(s: &Sense) -> (u16, u8) {
-        let sks = s.sks.unwrap();
-        (u16::from_be_bytes([sks[1], sks[2]]), sks[0])
-    }
-
-    #[test]
-    fn table_is_consistent() {
-        for o in OPCODES {
-            assert_eq!(o.usage[0], o.opcode);
-            assert!(matches!(o.cdb_len(), 6 | 10 | 12 | 16), "{:02x}", o.opcode);
-            if let Some(sa) = o.service_action {
-                assert_eq!(u16::from(o.usage[1] & 0x1F), sa);
-            }
-        }
-        let mut v: Vec<_> = OPCODES
-            .iter()
-            .map(|o| (o.opcode, o.service_action))
-            .collect();
-        v.dedup();
-        assert_eq!(v.len(), OPCODES.len());
-    }
-
-    #[test]
-    fn read10_and_flags() {
-        let c = [0x28, 0x18, 0, 0, 1, 0, 3, 0, 8, 0];
-        let Command::Read(rw) = Command::parse(&c).unwrap() else {
-            panic!()
-        };
-        assert_eq!((rw.lba, rw.blocks, rw.dpo, rw.fua), (256, 8, true, true));
-        // RDPROTECT rejected with a pointer to byte 1 bit 7..5.
-        for p in 1..8u8 {
-            let s = Command::parse(&[0x28, p << 5, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap_err();
-            assert_eq!(s.asc, Asc::INVALID_FIELD_IN_CDB);
-            assert_eq!(field_ptr(&s).0, 1);
-        }
-        // Reserved bit in group byte.
-        let s = Command::parse(&[0x28, 0, 0, 0, 0, 0, 0x80, 0, 1, 0]).unwrap_err();
-        assert_eq!(field_ptr(&s), (6, 0xC8 | 7));
-        // NACA in control byte.
-        let s = Command::parse(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 4]).unwrap_err();
-        assert_eq!(field_ptr(&s).0, 9);
-    }
-
-    #[test]
-    fn read6_zero_means_256() {
-        let Command::Read(rw) = Command::parse(&[0x08, 0x1F, 0xFF, 0xFF, 0, 0]).unwrap() else {
-            panic!()
-        };
-        assert_eq!((rw.lba, rw.blocks), (0x1F_FFFF, 256));
-        let Command::Write(rw) = Command::parse(&[0x0A, 0, 0, 5, 3, 0]).unwrap() else {
-            panic!()
-        };
-        assert_eq!((rw.lba, rw.blocks), (5, 3));
-    }
-
-    #[test]
-    fn rw16_full_lba() {
-        let mut c = [0u8; 16];
-        c[0] = 0x8A;
-        c[2..10].copy_from_slice(&u64::MAX.to_be_bytes());
-        c[10..14].copy_from_slice(&7u32.to_be_bytes());
-        c[14] = 3;
-        let Command::Write(rw) = Command::parse(&c).unwrap() else {
-            panic!()
-        };
-        assert_eq!((rw.lba, rw.blocks, rw.cdb_len), (u64::MAX, 7, 16));
-        c[0] = 0x8F;
-        c[1] = 0x02;
-        assert!(matches!(
-            Command::parse(&c).unwrap(),
-            Command::Verify { bytchk: true, .. }
-        ));
-        c[1] = 0x04; // BYTCHK 10b unsupported
-        assert!(Command::parse(&c).is_err());
-    }
-
-    #[test]
-    fn unsupported_opcodes_and_service_actions() {
-        for opc in [
-            0x42u8, 0x41, 0x93, 0x89, 0x8B, 0x9C, 0x83, 0x84, 0x48, 0x5E, 0x5F, 0x16, 0x17, 0x56,
-            0x57, 0xFF,
-        ] {
-            let s = Command::parse(&[opc; 16]).unwrap_err();
-            assert_eq!(
-                (s.key, s.asc),
-                (
-                    SenseKey::ILLEGAL_REQUEST,
-                    Asc::INVALID_COMMAND_OPERATION_CODE
-                ),
-                "{opc:02x}"
-            );
-        }
-        // GET LBA STATUS (9E/12): invalid field with pointer at byte 1.
-        let mut c = [0u8; 16];
-        c[0] = 0x9E;
-        c[1] = 0x12;
-        let s = Command::parse(&c).unwrap_err();
-        assert_eq!(s.asc, Asc::INVALID_FIELD_IN_CDB);
-        assert_eq!(field_ptr(&s).0, 1);
-        assert!(Command::parse(&[]).is_err());
-        assert!(Command::parse(&[0x28, 0, 0]).is_err());
-    }
-
-    #[test]
-    fn inquiry_evpd_rules() {
-        assert!(Command::parse(&[0x12, 0, 0, 1, 0, 0]).is_ok());
-        let s = Command::parse(&[0x12, 0, 1, 1, 0, 0]).unwrap_err();
-        assert_eq!(field_ptr(&s).0, 2);
-        assert_eq!(
-            Command::parse(&[0x12, 1, 0x83, 0x01, 0x00, 0]).unwrap(),
-            Command::Inquiry {
-                evpd: true,
-                page_code: 0x83,
-                alloc_len: 256
-            }
-        );
-        // CMDDT (obsolete) rejected.
-        assert!(Command::parse(&[0x12, 2, 0, 0, 36, 0]).is_err());
-    }
-
-    #[test]
-    fn read_capacity_and_rsoc() {
-        assert_eq!(
-            Command::parse(&[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap(),
-            Command::ReadCapacity10 { lba: 0, pmi: false }
-        );
-        assert!(Command::parse(&[0x25, 0, 0, 0, 0, 1, 0, 0, 0, 0]).is_err());
-        let mut c = [0u8; 16];
-        c[0] = 0x9E;
-        c[1] = 0x10;
-        c[13] = 32;
-        assert_eq!(
-            Command::parse(&c).unwrap(),
-            Command::ReadCapacity16 {
-                lba: 0,
-                pmi: false,
-                alloc_len: 32
-            }
-        );
-        let c = [0xA3, 0x0C, 0x81, 0x28, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0];
-        assert_eq!(
-            Command::parse(&c).unwrap(),
-            Command::ReportSupportedOpcodes {
-                rctd: true,
-                options: 1,
-                opcode: 0x28,
-                service_action: 0,
-                alloc_len: 0xFFFF
-            }
-        );
-        let c = [0xA3, 0x0C, 0x05, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0];
-        assert!(Command::parse(&c).is_err());
-    }
-
-    #[test]
-    fn misc_commands() {
-        assert_eq!(
-            Command::parse(&[0x1B, 1, 0, 0, 0x32, 0]).unwrap(),
-            Command::StartStopUnit(StartStopUnit {
-                immed: true,
-                power_condition_modifier: 0,
-                power_condition: 3,
-                no_flush: false,
-                loej: true,
-                start: false
-            })
-        );
-        assert_eq!(
-            Command::parse(&[0x1E, 0, 0, 0, 1, 0]).unwrap(),
-            Command::PreventAllowMediumRemoval { prevent: true }
-        );
-        assert!(Command::parse(&[0x1E, 0, 0, 0, 2, 0]).is_err());
-        assert_eq!(
-            Command::parse(&[0x35, 0x06, 0, 0, 0, 9, 0, 0, 2, 0]).unwrap(),
-            Command::SynchronizeCache {
-                lba: 9,
-                blocks: 2,
-                immed: true
-            }
-        );
-        assert_eq!(
-            Command::parse(&[0x34, 0x02, 0, 0, 0, 9, 3, 0, 2, 0]).unwrap(),
-            Command::PreFetch {
-                lba: 9,
-                blocks: 2,
-                immed: true
-            }
-        );
-        assert_eq!(
-            Command::parse(&[0x1A, 0x08, 0x3F, 0, 255, 0]).unwrap(),
-            Command::ModeSense(ModeSense {
-                ten: false,
-                dbd: true,
-                llbaa: false,
-                pc: 0,
-                page_code: 0x3F,
-                subpage_code: 0,
-                alloc_len: 255
-            })
-        );
-        assert_eq!(
-            Command::parse(&[0x55, 0x10, 0, 0, 0, 0, 0, 0, 24, 0]).unwrap(),
-            Command::ModeSelect {
-                ten: true,
-                pf: true,
-                sp: false,
-                param_len: 24
-            }
-        );
-        assert_eq!(
-            Command::parse(&[0x37, 0, 0x18, 0, 0, 0, 0, 0, 32, 0]).unwrap(),
-            Command::ReadDefectData {
-                twelve: false,
-                req_plist: true,
-                req_glist: true,
-                format: 0,
-                alloc_len: 32
-            }
-        );
-    }
-}
+#[path = "cdb_tests.rs"]
+mod tests;

@@ -7,6 +7,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
 
@@ -33,16 +34,7 @@ pub trait BlockDevice: Send + Sync {
     /// Deallocates `blocks` blocks from `lba` (UNMAP, WRITE SAME with UNMAP);
     /// afterwards they read as zeros. The default writes zeros.
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), DeviceError> {
-        let bs = u64::from(self.block_size().max(1));
-        let chunk_blocks = (1024 * 1024 / bs).max(1);
-        let zeros = vec![0u8; (chunk_blocks * bs) as usize];
-        let mut done = 0;
-        while done < blocks {
-            let n = (blocks - done).min(chunk_blocks);
-            self.write_blocks(lba + done, &zeros[..(n * bs) as usize], false)?;
-            done += n;
-        }
-        Ok(())
+        write_zeros(self, lba, blocks)
     }
     /// Provisioning status at `lba` (GET LBA STATUS): whether the block is
     /// mapped, and how many blocks from `lba` share that status (at least 1).
@@ -289,6 +281,57 @@ impl BlockDevice for MemDevice {
     fn flush(&self) -> Result<(), DeviceError> {
         self.check_fault(DeviceOp::Flush, 0)
     }
+
+    fn is_thin(&self) -> bool {
+        true
+    }
+
+    /// Drops every chunk the range covers completely; zeroes partial ones.
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), DeviceError> {
+        self.check_fault(DeviceOp::Write, lba)?;
+        let bs = u64::from(self.block_size);
+        let (start, end) = byte_range(DeviceOp::Write, lba, blocks, bs, self.num_blocks)?;
+        let chunk = MEM_CHUNK as u64;
+        let mut chunks = self.chunks.write().unwrap_or_else(|e| e.into_inner());
+        let mut off = start;
+        while off < end {
+            let idx = off / chunk;
+            let within = (off % chunk) as usize;
+            let n = (chunk - within as u64).min(end - off) as usize;
+            if n == MEM_CHUNK {
+                chunks.remove(&idx);
+            } else if let Some(c) = chunks.get_mut(&idx) {
+                c[within..within + n].fill(0);
+                if c.iter().all(|&b| b == 0) {
+                    chunks.remove(&idx);
+                }
+            }
+            off += n as u64;
+        }
+        Ok(())
+    }
+
+    fn provisioning(&self, lba: u64) -> Result<(bool, u64), DeviceError> {
+        self.check_fault(DeviceOp::Read, lba)?;
+        let bs = u64::from(self.block_size.max(1));
+        if lba >= self.num_blocks {
+            return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+        }
+        let chunk = MEM_CHUNK as u64;
+        let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
+        let end_byte = self.num_blocks.saturating_mul(bs);
+        let mut off = lba.saturating_mul(bs);
+        let mapped = chunks.contains_key(&(off / chunk));
+        // Scan whole chunks with the same status (bounded).
+        for _ in 0..4096 {
+            let next = (off / chunk + 1).saturating_mul(chunk);
+            off = next.min(end_byte);
+            if off >= end_byte || chunks.contains_key(&(off / chunk)) != mapped {
+                break;
+            }
+        }
+        Ok((mapped, (off / bs).saturating_sub(lba).max(1)))
+    }
 }
 
 /// A regular file or block device accessed with positioned I/O
@@ -296,6 +339,8 @@ impl BlockDevice for MemDevice {
 pub struct FileDevice {
     file: File,
     path: PathBuf,
+    /// A regular file (thin: holes can be punched), not a block device.
+    regular: bool,
     block_size: u32,
     num_blocks: u64,
 }
@@ -385,8 +430,10 @@ impl FileDevice {
                 "size {actual} bytes is smaller than one block"
             )));
         }
+        let regular = file.metadata().map_err(with_path)?.is_file();
         Ok(FileDevice {
             file,
+            regular,
             path: path.to_path_buf(),
             block_size,
             num_blocks,
@@ -448,6 +495,116 @@ impl BlockDevice for FileDevice {
             .sync_data()
             .map_err(|e| DeviceError::io(DeviceOp::Flush, 0, e))
     }
+
+    fn is_thin(&self) -> bool {
+        self.regular
+    }
+
+    /// Punches a hole (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE); the
+    /// kernel zeroes partial file system blocks at unaligned edges. Falls
+    /// back to writing zeros where hole punching is not supported.
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), DeviceError> {
+        let bs = u64::from(self.block_size);
+        let (start, end) = byte_range(DeviceOp::Write, lba, blocks, bs, self.num_blocks)?;
+        if start == end {
+            return Ok(());
+        }
+        if self.regular {
+            let (Ok(off), Ok(len)) = (
+                libc::off_t::try_from(start),
+                libc::off_t::try_from(end - start),
+            ) else {
+                return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Write, lba));
+            };
+            // SAFETY: fallocate only reads its integer arguments; the file
+            // descriptor is owned by `self.file` and open for writing.
+            let rc = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                    off,
+                    len,
+                )
+            };
+            if rc == 0 {
+                return Ok(());
+            }
+            let err = io::Error::last_os_error();
+            if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) {
+                return Err(DeviceError::io(DeviceOp::Write, lba, err));
+            }
+        }
+        write_zeros(self, lba, blocks)
+    }
+
+    /// SEEK_DATA / SEEK_HOLE around the block's offset.
+    fn provisioning(&self, lba: u64) -> Result<(bool, u64), DeviceError> {
+        let bs = u64::from(self.block_size);
+        if lba >= self.num_blocks {
+            return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+        }
+        let remaining = self.num_blocks - lba;
+        if !self.regular {
+            return Ok((true, remaining));
+        }
+        let off = lba * bs;
+        let end = self.num_blocks * bs;
+        let seek = |whence: libc::c_int| -> Result<Option<u64>, DeviceError> {
+            let Ok(o) = libc::off_t::try_from(off) else {
+                return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+            };
+            // SAFETY: lseek only reads its integer arguments; the descriptor
+            // is owned by `self.file`. The file offset it moves is never
+            // used: all I/O is positioned (pread / pwrite).
+            let r = unsafe { libc::lseek(self.file.as_raw_fd(), o, whence) };
+            if r >= 0 {
+                return Ok(Some(r as u64));
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                Ok(None)
+            } else {
+                Err(DeviceError::io(DeviceOp::Read, lba, err))
+            }
+        };
+        let blocks_to = |b: u64| (b.min(end).saturating_sub(off) / bs).clamp(1, remaining);
+        match seek(libc::SEEK_DATA)? {
+            Some(d) if d <= off => {
+                let hole = seek(libc::SEEK_HOLE)?.unwrap_or(end);
+                Ok((true, blocks_to(hole)))
+            }
+            Some(d) => Ok((false, blocks_to(d))),
+            None => Ok((false, remaining)),
+        }
+    }
+}
+
+/// Byte range of `blocks` blocks from `lba`, checked against the device.
+fn byte_range(
+    op: DeviceOp,
+    lba: u64,
+    blocks: u64,
+    bs: u64,
+    num_blocks: u64,
+) -> Result<(u64, u64), DeviceError> {
+    match lba.checked_add(blocks) {
+        Some(e) if e <= num_blocks && bs > 0 => Ok((lba * bs, e * bs)),
+        _ => Err(DeviceError::new(DeviceErrorKind::OutOfRange, op, lba)),
+    }
+}
+
+/// Write zeros over `blocks` blocks from `lba` in 1 MiB pieces.
+fn write_zeros<D: BlockDevice + ?Sized>(dev: &D, lba: u64, blocks: u64) -> Result<(), DeviceError> {
+    let bs = u64::from(dev.block_size().max(1));
+    let chunk_blocks = (1024 * 1024 / bs).max(1);
+    let zeros = vec![0u8; (chunk_blocks.min(blocks.max(1)) * bs) as usize];
+    let mut done = 0;
+    while done < blocks {
+        let n = (blocks - done).min(chunk_blocks);
+        dev.write_blocks(lba + done, &zeros[..(n * bs) as usize], false)?;
+        done += n;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

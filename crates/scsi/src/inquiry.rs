@@ -2,20 +2,23 @@
 //! B0h (Block Limits), B1h (Block Device Characteristics) and B2h (Logical
 //! Block Provisioning).
 
+use crate::alua::AluaState;
 use crate::lu::{LuIdentity, Nexus};
 use crate::sense::Sense;
 
 pub(crate) const VPD_SUPPORTED_PAGES: u8 = 0x00;
 pub(crate) const VPD_UNIT_SERIAL_NUMBER: u8 = 0x80;
 pub(crate) const VPD_DEVICE_IDENTIFICATION: u8 = 0x83;
+pub(crate) const VPD_THIRD_PARTY_COPY: u8 = 0x8F;
 pub(crate) const VPD_BLOCK_LIMITS: u8 = 0xB0;
 pub(crate) const VPD_BLOCK_DEVICE_CHARACTERISTICS: u8 = 0xB1;
 pub(crate) const VPD_LOGICAL_BLOCK_PROVISIONING: u8 = 0xB2;
 
-const SUPPORTED_VPD: [u8; 6] = [
+const SUPPORTED_VPD: [u8; 7] = [
     VPD_SUPPORTED_PAGES,
     VPD_UNIT_SERIAL_NUMBER,
     VPD_DEVICE_IDENTIFICATION,
+    VPD_THIRD_PARTY_COPY,
     VPD_BLOCK_LIMITS,
     VPD_BLOCK_DEVICE_CHARACTERISTICS,
     VPD_LOGICAL_BLOCK_PROVISIONING,
@@ -49,6 +52,10 @@ pub(crate) struct InquiryCtx<'a> {
     pub removable: bool,
     pub block_size: u32,
     pub nexus: Nexus,
+    /// Thin provisioned (LBPME): UNMAP / WRITE SAME unmapping offered.
+    pub thin: bool,
+    /// Target port group (id, state) of the port the command arrived on.
+    pub port_group: (u16, AluaState),
 }
 
 /// Standard INQUIRY data. `peripheral` is byte 0 (qualifier + device type).
@@ -63,7 +70,8 @@ pub(crate) fn standard(
     out.push(0x06); // SPC-4
     out.push(0x12); // HISUP, response data format 2
     out.push((STANDARD_LEN - 5) as u8);
-    out.push(0); // SCCS ACC TPGS 3PC PROTECT
+    // TPGS 01b (implicit ALUA) and 3PC (EXTENDED COPY) for a logical unit.
+    out.push(if ident.is_some() { 0x18 } else { 0 });
     out.push(0); // ENCSERV MULTIP ADDR16
     out.push(0x02); // CMDQUE
     let (v, p, r) = ident.map_or(("", "", ""), |i| {
@@ -99,14 +107,22 @@ pub(crate) fn inquiry(
             ascii_field(out, serial, n);
         }
         VPD_DEVICE_IDENTIFICATION => device_identification(ctx, out),
-        VPD_BLOCK_LIMITS => block_limits(ctx.block_size, out),
+        VPD_THIRD_PARTY_COPY => crate::xcopy::third_party_copy_vpd(out),
+        VPD_BLOCK_LIMITS => block_limits(ctx.block_size, ctx.thin, out),
         VPD_BLOCK_DEVICE_CHARACTERISTICS => {
             out.extend_from_slice(&[0x00, 0x01]); // non-rotating medium
+            out.push(0);
+            out.push(0x40); // WABEREQ 01b: reads after BLOCK ERASE succeed
             out.resize(4 + 0x3C, 0);
         }
         VPD_LOGICAL_BLOCK_PROVISIONING => {
-            // Fully provisioned: no UNMAP / WRITE SAME unmapping (LBPME=0).
-            out.extend_from_slice(&[0, 0, 0, 0]);
+            if ctx.thin {
+                // LBPU, LBPWS, LBPWS10, LBPRZ 001b; provisioning type thin.
+                out.extend_from_slice(&[0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]);
+            } else {
+                // Fully provisioned: no UNMAP / WRITE SAME unmapping (LBPME=0).
+                out.extend_from_slice(&[0, 0, 0, 0]);
+            }
         }
         _ => {
             out.clear();
@@ -140,6 +156,10 @@ fn device_identification(ctx: &InquiryCtx<'_>, out: &mut Vec<u8>) {
     let mut rtp = [0u8; 4];
     rtp[2..].copy_from_slice(&ctx.nexus.relative_port.to_be_bytes());
     designator(out, 0x51, 0x94, &rtp);
+    // Target port group (iSCSI, PIV=1, target port).
+    let mut tpg = [0u8; 4];
+    tpg[2..].copy_from_slice(&ctx.port_group.0.to_be_bytes());
+    designator(out, 0x51, 0x95, &tpg);
     // SCSI name string of the target device (iSCSI, PIV=1, UTF-8): the IQN,
     // NUL terminated and padded to a multiple of 4 bytes.
     let name = ident.target_name.as_bytes();
@@ -154,16 +174,28 @@ fn device_identification(ctx: &InquiryCtx<'_>, out: &mut Vec<u8>) {
     }
 }
 
-fn block_limits(block_size: u32, out: &mut Vec<u8>) {
+fn block_limits(block_size: u32, thin: bool, out: &mut Vec<u8>) {
     let bs = block_size.max(1);
-    let granularity = (4096 / bs).max(1) as u16;
+    let granularity = (4096 / bs).max(1);
     out.push(0); // WSNZ
-    out.push(0); // MAXIMUM COMPARE AND WRITE LENGTH: not supported
-    out.extend_from_slice(&granularity.to_be_bytes());
+    out.push(crate::caw::MAX_CAW_BLOCKS);
+    out.extend_from_slice(&(granularity as u16).to_be_bytes());
     out.extend_from_slice(&(MAX_TRANSFER_BYTES / bs).to_be_bytes());
     out.extend_from_slice(&(OPTIMAL_TRANSFER_BYTES / bs).max(1).to_be_bytes());
     out.extend_from_slice(&(MAX_TRANSFER_BYTES / bs).to_be_bytes()); // max prefetch length
-                                                                     // UNMAP limits, granularity, WRITE SAME and atomic limits: all zero.
+    if thin {
+        out.extend_from_slice(&crate::thin::MAX_UNMAP_LBA_COUNT.to_be_bytes());
+        out.extend_from_slice(&crate::thin::MAX_UNMAP_DESCRIPTORS.to_be_bytes());
+        out.extend_from_slice(&granularity.to_be_bytes()); // optimal unmap granularity
+        out.extend_from_slice(&0x8000_0000u32.to_be_bytes()); // UGAVALID, alignment 0
+    } else {
+        out.extend_from_slice(&[0; 16]);
+    }
+    // MAXIMUM WRITE SAME LENGTH.
+    out.extend_from_slice(&u64::from(MAX_TRANSFER_BYTES / bs).to_be_bytes());
+    // MAXIMUM ATOMIC TRANSFER LENGTH, ATOMIC ALIGNMENT, GRANULARITY.
+    out.extend_from_slice(&crate::caw::MAX_ATOMIC_BLOCKS.to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
     out.resize(4 + 0x3C, 0);
 }
 
@@ -193,6 +225,8 @@ mod tests {
                 id: 1,
                 relative_port: 3,
             },
+            thin: false,
+            port_group: (7, AluaState::ActiveOptimized),
         }
     }
 
@@ -219,7 +253,10 @@ mod tests {
         let c = ctx(&id);
         let mut out = Vec::new();
         inquiry(&c, true, 0, &mut out).unwrap();
-        assert_eq!(&out, &[0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+        assert_eq!(
+            &out,
+            &[0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]
+        );
         for &p in &SUPPORTED_VPD {
             out.clear();
             inquiry(&c, true, p, &mut out).unwrap();
@@ -265,7 +302,8 @@ mod tests {
         assert_eq!(found[0], (0x01, 0x03, id.naa.to_vec()));
         assert_eq!(found[1].2, b"IRONSAN SER123".to_vec());
         assert_eq!(found[2], (0x51, 0x94, vec![0, 0, 0, 3]));
-        assert_eq!(found[3].2.len() % 4, 0);
-        assert!(found[3].2.starts_with(b"iqn.2024-01.org.ironsan:t1\0"));
+        assert_eq!(found[3], (0x51, 0x95, vec![0, 0, 0, 7]));
+        assert_eq!(found[4].2.len() % 4, 0);
+        assert!(found[4].2.starts_with(b"iqn.2024-01.org.ironsan:t1\0"));
     }
 }

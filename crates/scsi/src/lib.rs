@@ -8,20 +8,32 @@
 // Tests may unwrap; library code may not (workspace lint `unwrap_used`).
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod alua;
+mod caw;
 pub mod cdb;
+mod cdb_ext;
 pub mod device;
+mod ext;
 mod inquiry;
 mod lu;
 mod mode;
+mod pr;
+mod pr_in;
+mod pr_store;
 mod sbc;
 pub mod sense;
 mod spc;
+mod thin;
+mod xcopy;
 
-pub use inquiry::MAX_TRANSFER_BYTES;
+pub use alua::{AluaGroup, AluaState};
 pub use device::{BlockDevice, DeviceError, DeviceErrorKind, DeviceOp, FileDevice, MemDevice};
 pub use lu::{LogicalUnit, LuIdentity, Nexus, ResetKind, ScsiOutcome, ScsiRequest, ScsiStatus};
 pub use sense::{Asc, Sense, SenseData, SenseKey};
+pub use inquiry::MAX_TRANSFER_BYTES;
+pub use pr_store::{FilePrStore, PrStore, PrStoreError};
 pub use spc::{encode_lun, execute_no_lun, report_luns};
+pub use xcopy::CopyPeers;
 
 #[cfg(test)]
 mod proptests;

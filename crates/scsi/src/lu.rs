@@ -44,6 +44,10 @@ pub struct ScsiRequest<'a> {
     /// The initiator's Expected Data Transfer Length for this command.
     pub expected_len: u32,
     pub nexus: Nexus,
+    /// The initiator port name (iSCSI: `InitiatorName,i,0x<ISID hex>`), the
+    /// TransportID persistent reservations are keyed by (with
+    /// `nexus.relative_port`).
+    pub initiator_port: &'a str,
 }
 
 /// Result of one command.
@@ -112,9 +116,11 @@ pub enum ResetKind {
 const MAX_PENDING_UA: usize = 4;
 
 #[derive(Default, Debug)]
-struct NexusState {
+pub(crate) struct NexusState {
     prevent: bool,
     ua: Vec<Asc>,
+    /// Initiator port name of the nexus, recorded on its first command.
+    pub(crate) port: Box<str>,
 }
 
 impl NexusState {
@@ -137,11 +143,20 @@ pub struct LogicalUnit {
     pub(crate) removable: bool,
     pub(crate) medium_present: AtomicBool,
     nexuses: [Mutex<HashMap<Nexus, NexusState>>; SHARDS],
+    /// Persistent and SPC-2 reservations.
+    pub(crate) pr: crate::pr::PrUnit,
+    /// Writers take a stripe shared; COMPARE AND WRITE and friends take all
+    /// stripes exclusively.
+    pub(crate) io_locks: crate::caw::IoLocks,
+    /// EXTENDED COPY results and the peer resolver.
+    pub(crate) xcopy: crate::xcopy::CopyState,
+    /// ALUA target port groups.
+    pub(crate) alua: crate::alua::AluaTable,
 }
 
 pub(crate) type CmdResult = Result<u64, Sense>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -154,6 +169,10 @@ impl LogicalUnit {
             removable: false,
             medium_present: AtomicBool::new(true),
             nexuses: std::array::from_fn(|_| Mutex::new(HashMap::new())),
+            pr: crate::pr::PrUnit::default(),
+            io_locks: crate::caw::IoLocks::default(),
+            xcopy: crate::xcopy::CopyState::default(),
+            alua: crate::alua::AluaTable::default(),
         }
     }
 
@@ -190,9 +209,12 @@ impl LogicalUnit {
     }
 
     /// Register the nexus; unless `exempt`, take its oldest unit attention.
-    fn take_ua(&self, nexus: Nexus, exempt: bool) -> Option<Asc> {
+    fn take_ua(&self, nexus: Nexus, port: &str, exempt: bool) -> Option<Asc> {
         let mut map = lock(self.shard(&nexus));
         let st = map.entry(nexus).or_default();
+        if st.port.is_empty() && !port.is_empty() {
+            st.port = port.into();
+        }
         if exempt || st.ua.is_empty() {
             None
         } else {
@@ -207,12 +229,27 @@ impl LogicalUnit {
             .and_then(|st| (!st.ua.is_empty()).then(|| st.ua.remove(0)))
     }
 
-    fn for_each_nexus(&self, mut f: impl FnMut(&Nexus, &mut NexusState)) {
+    pub(crate) fn for_each_nexus(&self, mut f: impl FnMut(&Nexus, &mut NexusState)) {
         for shard in &self.nexuses {
             for (n, st) in lock(shard).iter_mut() {
                 f(n, st);
             }
         }
+    }
+
+    /// Establish a unit attention for every known nexus matching `pred`
+    /// (initiator port name, relative port) except `except`.
+    pub(crate) fn establish_ua_where(
+        &self,
+        asc: Asc,
+        except: Nexus,
+        pred: impl Fn(&str, u16) -> bool,
+    ) {
+        self.for_each_nexus(|n, st| {
+            if *n != except && pred(&st.port, n.relative_port) {
+                st.push_ua(asc);
+            }
+        });
     }
 
     /// Establish a unit attention for every known nexus except `except`.
@@ -257,12 +294,16 @@ impl LogicalUnit {
                 st.ua.push(asc);
             }
         });
+        // Resets release SPC-2 reservations; persistent ones survive.
+        self.release_scsi2(None);
         tracing::debug!(?kind, ?by, "logical unit reset");
     }
 
     /// The I_T nexus is gone (session closed / logged out): drop its state.
     pub fn nexus_lost(&self, nexus: Nexus) {
         lock(self.shard(&nexus)).remove(&nexus);
+        self.release_scsi2(Some(nexus));
+        self.xcopy.nexus_lost(nexus);
     }
 
     /// True if writes must fail with DATA PROTECT (read-only LU or SWP).
@@ -290,14 +331,26 @@ impl LogicalUnit {
         let d_sense = self.mode.d_sense();
         let opcode = req.cdb.first().copied().unwrap_or(0xFF);
         let exempt = matches!(opcode, op::INQUIRY | op::REPORT_LUNS | op::REQUEST_SENSE);
-        if let Some(asc) = self.take_ua(req.nexus, exempt) {
+        if let Some(asc) = self.take_ua(req.nexus, req.initiator_port, exempt) {
             return ScsiOutcome::check_condition(
                 &Sense::new(SenseKey::UNIT_ATTENTION, asc),
                 d_sense,
             );
         }
-        let result = Command::parse(req.cdb).and_then(|cmd| self.dispatch(&cmd, req, data_in));
+        let result = Command::parse(req.cdb).and_then(|cmd| {
+            self.alua_check(&cmd, req.nexus)?;
+            self.check_conflict(&cmd, req)?;
+            self.dispatch(&cmd, req, data_in)
+        });
         match result {
+            Err(sense) if sense.is_conflict() => {
+                data_in.clear();
+                ScsiOutcome {
+                    status: ScsiStatus::RESERVATION_CONFLICT,
+                    sense: SenseData::empty(),
+                    transfer_len: 0,
+                }
+            }
             Ok(transfer_len) => {
                 let cap = transfer_len.min(u64::from(req.expected_len));
                 if data_in.len() as u64 > cap {
@@ -344,6 +397,8 @@ impl LogicalUnit {
                     removable: self.removable,
                     block_size: self.dev.block_size(),
                     nexus: req.nexus,
+                    thin: self.dev.is_thin(),
+                    port_group: self.alua.group_of(req.nexus.relative_port),
                 };
                 inquiry::inquiry(&ctx, evpd, page_code, data_in)?;
                 Ok(finish(data_in, alloc_len, expected))
@@ -435,6 +490,7 @@ impl LogicalUnit {
                 spc::report_supported_opcodes(rctd, options, opcode, service_action, data_in)?;
                 Ok(finish(data_in, alloc_len, expected))
             }
+            _ => self.dispatch_ext(cmd, req, data_in),
         }
     }
 

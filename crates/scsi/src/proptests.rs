@@ -59,7 +59,7 @@ proptest! {
             lu.reset(None, ResetKind::TargetCold);
         }
         let mut data_in = Vec::new();
-        let req = ScsiRequest { cdb: &cdb, data_out: &data_out, expected_len, nexus: n };
+        let req = ScsiRequest { cdb: &cdb, data_out: &data_out, expected_len, nexus: n, initiator_port: "iqn.x,i,0x1" };
         let o = lu.execute(&req, &mut data_in);
         prop_assert!(data_in.len() as u64 <= u64::from(expected_len));
         prop_assert!(data_in.len() as u64 <= o.transfer_len);

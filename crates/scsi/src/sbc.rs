@@ -30,7 +30,7 @@ impl LogicalUnit {
 
     /// INVALID FIELD IN CDB (pointing at the TRANSFER LENGTH field) if the
     /// transfer exceeds the Block Limits MAXIMUM TRANSFER LENGTH.
-    fn check_transfer_length(&self, rw: &Rw) -> Result<(), Sense> {
+    pub(crate) fn check_transfer_length(&self, rw: &Rw) -> Result<(), Sense> {
         let max_blocks = MAX_TRANSFER_BYTES / self.dev.block_size().max(1);
         if rw.blocks > max_blocks {
             let byte = match rw.cdb_len {
@@ -80,6 +80,7 @@ impl LogicalUnit {
         if n > 0 {
             // WRITE AND VERIFY: data must be on the medium before "verifying".
             let fua = rw.fua || verify || !self.mode.wce();
+            let _shared = self.io_locks.shared(rw.lba);
             self.dev
                 .write_blocks(rw.lba, &data_out[..n * bs], fua)
                 .map_err(|e| self.device_error(&e))?;
@@ -148,9 +149,12 @@ impl LogicalUnit {
         let last = self.dev.num_blocks().saturating_sub(1);
         out.extend_from_slice(&last.to_be_bytes());
         out.extend_from_slice(&self.dev.block_size().to_be_bytes());
-        // P_TYPE/PROT_EN 0, P_I_EXPONENT/LBPPBE 0, LBPME/LBPRZ 0, lowest
-        // aligned LBA 0.
+        // P_TYPE/PROT_EN 0, P_I_EXPONENT/LBPPBE 0; thin devices: LBPME and
+        // LBPRZ (unmapped blocks read as zeros); lowest aligned LBA 0.
         out.resize(32, 0);
+        if self.dev.is_thin() {
+            out[14] = 0xC0;
+        }
     }
 
     /// START STOP UNIT. A POWER CONDITION other than START_VALID is accepted

@@ -58,6 +58,19 @@ impl Asc {
     pub const MEDIUM_NOT_PRESENT_TRAY_OPEN: Asc = Asc(0x3A02);
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc(0x4400);
     pub const MEDIUM_REMOVAL_PREVENTED: Asc = Asc(0x5302);
+    pub const NOT_READY_TARGET_PORT_STANDBY: Asc = Asc(0x040B);
+    pub const NOT_READY_TARGET_PORT_UNAVAILABLE: Asc = Asc(0x040C);
+    pub const UNREACHABLE_COPY_TARGET: Asc = Asc(0x0804);
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Asc = Asc(0x0D02);
+    pub const INVALID_RELEASE_OF_PERSISTENT_RESERVATION: Asc = Asc(0x2604);
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc(0x2606);
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: Asc = Asc(0x2607);
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc(0x2608);
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: Asc = Asc(0x2609);
+    pub const RESERVATIONS_PREEMPTED: Asc = Asc(0x2A03);
+    pub const RESERVATIONS_RELEASED: Asc = Asc(0x2A04);
+    pub const REGISTRATIONS_PREEMPTED: Asc = Asc(0x2A05);
+    pub const INSUFFICIENT_REGISTRATION_RESOURCES: Asc = Asc(0x5504);
 
     /// Additional sense code (ASC).
     pub const fn asc(self) -> u8 {
@@ -137,6 +150,22 @@ impl Sense {
             information: None,
             sks: Some([b0, hi, lo]),
         }
+    }
+
+    /// Internal marker: the command ends with RESERVATION CONFLICT status
+    /// (no sense data). Never encoded; see [`Sense::is_conflict`].
+    pub(crate) const fn conflict() -> Self {
+        Sense::new(SenseKey(0xFF), Asc(0xFFFF))
+    }
+
+    /// True for the [`Sense::conflict`] marker.
+    pub(crate) fn is_conflict(&self) -> bool {
+        self.key.0 == 0xFF && self.asc.0 == 0xFFFF
+    }
+
+    /// ILLEGAL REQUEST with `asc` (no field pointer).
+    pub const fn illegal(asc: Asc) -> Self {
+        Sense::new(SenseKey::ILLEGAL_REQUEST, asc)
     }
 
     /// Same sense with the INFORMATION field set.

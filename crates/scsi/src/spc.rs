@@ -205,6 +205,7 @@ mod tests {
                 id: 1,
                 relative_port: 1,
             },
+            initiator_port: "iqn.2024-01.org.test:host,i,0x000000000001",
         }
     }
 
@@ -242,7 +243,7 @@ mod tests {
         assert_eq!(out.len(), 4 + 10 + 12);
         out.clear();
         // Unsupported opcode: SUPPORT = 001b.
-        report_supported_opcodes(false, 1, 0x93, 0, &mut out).unwrap();
+        report_supported_opcodes(false, 1, 0x04, 0, &mut out).unwrap();
         assert_eq!(&out, &[0, 1, 0, 0]);
         // Service action opcodes with option 1 / plain opcodes with option 2.
         assert!(report_supported_opcodes(false, 1, 0x9E, 0x10, &mut Vec::new()).is_err());
@@ -251,7 +252,7 @@ mod tests {
         report_supported_opcodes(false, 2, 0x9E, 0x10, &mut out).unwrap();
         assert_eq!(&out[..6], &[0, 3, 0, 16, 0x9E, 0x10]);
         out.clear();
-        report_supported_opcodes(false, 2, 0x9E, 0x12, &mut out).unwrap();
+        report_supported_opcodes(false, 2, 0x9E, 0x13, &mut out).unwrap();
         assert_eq!(&out, &[0, 1, 0, 0]);
         out.clear();
         report_supported_opcodes(false, 3, 0x12, 0, &mut out).unwrap();

@@ -59,6 +59,7 @@ fn run(lu: &LogicalUnit, n: Nexus, cdb: &[u8], data_out: &[u8], expected_len: u3
             data_out,
             expected_len,
             nexus: n,
+            initiator_port: "iqn.2024-01.org.test:host,i,0x000000000001",
         },
         &mut data,
     );
@@ -127,6 +128,7 @@ fn concurrent_io() {
                             data_out: &data,
                             expected_len: 4096,
                             nexus: n,
+                            initiator_port: "iqn.2024-01.org.test:host,i,0x000000000001",
                         },
                         &mut din,
                     );
@@ -138,6 +140,7 @@ fn concurrent_io() {
                             data_out: &[],
                             expected_len: 4096,
                             nexus: n,
+                            initiator_port: "iqn.2024-01.org.test:host,i,0x000000000001",
                         },
                         &mut din,
                     );
@@ -649,19 +652,17 @@ fn start_stop_fixed_medium() {
 #[test]
 fn unsupported_commands_skip_cleanly() {
     let lu = lu();
-    // WRITE SAME(10/16), UNMAP, COMPARE AND WRITE, ORWRITE, XCOPY, RESERVE(6),
-    // PR IN/OUT, SANITIZE, WRITE ATOMIC(16).
-    for op in [
-        0x41u8, 0x93, 0x42, 0x89, 0x8B, 0x83, 0x16, 0x17, 0x5E, 0x5F, 0x48, 0x9C, 0x84,
-    ] {
+    // FORMAT UNIT, WRITE BUFFER, READ BUFFER, LOG SENSE, MAINTENANCE OUT.
+    for op in [0x04u8, 0x3B, 0x3C, 0x4D, 0xA4] {
         let mut c = [0u8; 16];
         c[0] = op;
         assert_eq!(run(&lu, N1, &c, &[], 0).sense(), (5, 0x2000), "{op:02x}");
     }
-    // GET LBA STATUS: INVALID FIELD IN CDB pointing at byte 1.
+    // SERVICE ACTION IN(16) with an unknown service action: INVALID FIELD
+    // IN CDB pointing at byte 1.
     let mut c = [0u8; 16];
     c[0] = 0x9E;
-    c[1] = 0x12;
+    c[1] = 0x13;
     let r = run(&lu, N1, &c, &[], 24);
     assert_eq!(r.sense(), INVALID_FIELD);
     assert_eq!(&r.o.sense.as_bytes()[15..18], &[0xCC, 0, 1]);
@@ -749,6 +750,7 @@ fn report_luns_fallback_and_no_lun() {
             data_out: &[],
             expected_len: 36,
             nexus: N1,
+            initiator_port: "iqn.2024-01.org.test:host,i,0x000000000001",
         },
         &mut d,
     );

@@ -117,6 +117,9 @@ pub struct IscsiSettings {
     pub nop_in_timeout: u32,
     /// Seconds a login may take from connect to full feature phase.
     pub login_timeout: u32,
+    /// Memory all sessions together may hold in command data buffers, such
+    /// as `1G`; commands beyond it get TASK SET FULL and are retried.
+    pub io_memory: String,
 }
 
 impl Default for IscsiSettings {
@@ -132,6 +135,7 @@ impl Default for IscsiSettings {
             nop_in_interval: 10,
             nop_in_timeout: 30,
             login_timeout: 15,
+            io_memory: "1G".into(),
         }
     }
 }
@@ -418,6 +422,11 @@ impl IscsiSettings {
         }
         if !(1..=4096).contains(&self.queue_depth) {
             return err("queue_depth", "must be between 1 and 4096");
+        }
+        match parse_size(&self.io_memory) {
+            Ok(n) if n >= 64 << 20 => {}
+            Ok(_) => return err("io_memory", "must be at least 64M"),
+            Err(p) => return Err(("iscsi.io_memory".into(), p)),
         }
         if self.login_timeout == 0 {
             return err("login_timeout", "must be at least 1 second");

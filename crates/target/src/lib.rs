@@ -10,6 +10,7 @@
 //! completions straight to the connection's writer.
 
 pub mod audit;
+pub mod budget;
 pub mod config;
 pub mod frame;
 pub mod guard;

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use iscsi_proto::pdu::{full_cdb, DataOut, R2t, Residual, ScsiCommand, RESERVED_TAG};
 use scsi::sense::{Asc, Sense, SenseKey};
-use scsi::{LogicalUnit, ScsiRequest, ScsiStatus};
+use scsi::{LogicalUnit, ScsiRequest, ScsiStatus, SenseData};
 use tracing::{debug, warn};
 
+use crate::budget::Reservation;
 use crate::session::Session;
 use crate::writer::{Completion, Out};
 
@@ -50,6 +51,7 @@ struct Sequence {
 
 /// A write command waiting for its data.
 pub(crate) struct PendingWrite {
+    reservation: Reservation,
     pub lun_field: u64,
     lu: Option<Arc<LogicalUnit>>,
     cdb: Cdb,
@@ -79,8 +81,14 @@ impl Session {
             Cdb::Long(full.into_boxed_slice())
         };
         let lu = self.lu(cmd.lun);
+        // Reserve the data buffer's memory before allocating it.
+        let Some(reservation) = self.shared.budget.try_reserve(u64::from(cmd.edtl.min(MAX_TRANSFER))) else {
+            debug!(initiator = %self.initiator, edtl = cmd.edtl, "I/O memory budget exhausted; TASK SET FULL");
+            self.complete_status(cmd.itt, ScsiStatus::TASK_SET_FULL, SenseData::default());
+            return;
+        };
         if !cmd.write || cmd.edtl == 0 {
-            self.execute(cmd.itt, cmd.read, lu, cdb, Vec::new(), cmd.edtl, 0);
+            self.execute(cmd.itt, cmd.read, lu, cdb, Vec::new(), cmd.edtl, 0, reservation);
             return;
         }
         if cmd.edtl > MAX_TRANSFER || data.len() > cmd.edtl as usize {
@@ -101,6 +109,7 @@ impl Session {
             p.first_burst_length.min(cmd.edtl).max(immediate)
         };
         let mut pending = PendingWrite {
+            reservation,
             lun_field: cmd.lun,
             lu,
             cdb,
@@ -135,7 +144,7 @@ impl Session {
             if p.received == p.edtl {
                 if let Some(p) = self.pending.remove(&itt) {
                     let r2ts = p.r2t_sn;
-                    self.execute(itt, p.read, p.lu, p.cdb, p.buf, p.edtl, r2ts);
+                    self.execute(itt, p.read, p.lu, p.cdb, p.buf, p.edtl, r2ts, p.reservation);
                 }
                 return;
             }
@@ -220,14 +229,20 @@ impl Session {
 
     /// Completes a command with CHECK CONDITION for an error the transport found.
     pub(crate) fn complete_transport_error(&self, itt: u32, (key, asc, ascq): TransportError) {
+        let sense = Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq))).encode(false);
+        self.complete_status(itt, ScsiStatus::CHECK_CONDITION, sense);
+    }
+
+    /// Completes a command that moved no data with `status`.
+    fn complete_status(&self, itt: u32, status: ScsiStatus, sense: SenseData) {
         let c = Completion {
             itt,
-            status: ScsiStatus::CHECK_CONDITION,
-            sense: Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq)))
-                .encode(false),
+            status,
+            sense,
             data: Vec::new(),
             residual: Residual::None,
             r2t_count: 0,
+            reservation: None,
         };
         let _ = self.tx.send(Out::Complete(Box::new(c)));
     }
@@ -243,6 +258,7 @@ impl Session {
         data_out: Vec<u8>,
         edtl: u32,
         r2t_count: u32,
+        reservation: Reservation,
     ) {
         let nexus = self.nexus;
         let initiator_port = self.initiator_port.clone();
@@ -276,6 +292,7 @@ impl Session {
                 data: data_in,
                 residual: Residual::compute(edtl, outcome.transfer_len),
                 r2t_count,
+                reservation: Some(reservation),
             };
             let _ = tx.send(Out::Complete(Box::new(c)));
             running.finish();

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::audit::Audit;
+use crate::budget::MemoryBudget;
 use crate::config::{parse_size, Acl, AuthMode, Config, DigestMode, Discovery, IscsiSettings};
 use crate::guard::LoginGuard;
 
@@ -101,6 +102,7 @@ pub struct Shared {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) guard: Arc<LoginGuard>,
     pub(crate) audit: Audit,
+    pub(crate) budget: Arc<MemoryBudget>,
     connections: AtomicUsize,
     idle: Notify,
 }
@@ -205,6 +207,7 @@ impl Server {
             shutdown,
             guard: LoginGuard::new(cfg.security.clone()),
             audit: Audit::open(&cfg.data_dir),
+            budget: MemoryBudget::new(parse_size(&cfg.iscsi.io_memory).unwrap_or(1 << 30)),
             connections: AtomicUsize::new(0),
             idle: Notify::new(),
         });

@@ -13,6 +13,7 @@ use scsi::{ScsiStatus, SenseData};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::budget::Reservation;
 use crate::frame::encode_pdu;
 
 /// Write when this much is batched, even if more is queued.
@@ -123,6 +124,8 @@ pub struct Completion {
     pub residual: Residual,
     /// R2Ts sent for the command (they count in ExpDataSN).
     pub r2t_count: u32,
+    /// The memory the data buffer holds; released once it is sent.
+    pub reservation: Option<Reservation>,
 }
 
 /// Something to send.
@@ -250,6 +253,7 @@ impl Writer {
             }
         }
         self.pool.put(c.data);
+        drop(c.reservation);
     }
 
     /// Returns false when the connection must close.
@@ -285,7 +289,7 @@ pub async fn run<W: AsyncWrite + Unpin>(
         params: SendParams::default(),
         window,
         pool,
-        out: Vec::with_capacity(BATCH),
+        out: Vec::with_capacity(16 * 1024),
     };
     while let Some(msg) = rx.recv().await {
         let mut open = w.handle(msg);
