@@ -7,4 +7,5 @@ scripts/deps.sh
 cargo build --release --locked
 cargo test --workspace --release --locked
 tests/qemu.sh
+tests/restart.sh
 tests/conformance.sh

@@ -31,7 +31,7 @@ TOML
     if [ "$mutual" = mutual ]; then
         printf 'mutual_user = "%s"\nmutual_secret = "%s"\n' "$muser" "$msecret" >> "$work/ironsan.toml"
     fi
-    rm -f "$work/lun0.img"
+    rm -f "$work/lun0.img" "$work/data/ironsan.pid"
     IRONSAN_LOG=${IRONSAN_LOG:-warn} "$bin" serve --config "$work/ironsan.toml" 2>>"$work/ironsan.log" &
     pid=$!
     for _ in $(seq 100); do
@@ -43,11 +43,20 @@ TOML
     return 1
 }
 
-# stop_target: SIGTERM, which must end the daemon cleanly.
+# stop_target: SIGTERM, which must end the daemon cleanly. After restarts
+# the daemon is a different process: the pid file names it.
 stop_target() {
-    kill -TERM "$pid"
-    local rc=0
-    wait "$pid" || rc=$?
+    local daemon=$pid rc=0
+    [ -f "$work/data/ironsan.pid" ] && daemon=$(cat "$work/data/ironsan.pid")
+    kill -TERM "$daemon"
+    if [ "$daemon" = "$pid" ]; then
+        wait "$pid" || rc=$?
+    else
+        for _ in $(seq 300); do kill -0 "$daemon" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$daemon" 2>/dev/null && rc=1
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     pid=
     if [ $rc -ne 0 ]; then
         echo "ironsan exited with status $rc on SIGTERM" >&2
@@ -58,6 +67,7 @@ stop_target() {
 url() { echo "iscsi://$user%$secret@127.0.0.1:$port/$iqn/0"; }
 
 cleanup() {
+    [ -f "$work/data/ironsan.pid" ] && kill -9 "$(cat "$work/data/ironsan.pid")" 2>/dev/null
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
     rm -rf "$work"
 }

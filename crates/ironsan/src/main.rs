@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use target::config::Config;
@@ -9,6 +11,7 @@ use target::Server;
 use tracing::info;
 
 mod demo;
+mod upgrade;
 
 /// ironsan: an iSCSI SAN target.
 #[derive(Parser)]
@@ -47,6 +50,16 @@ enum Command {
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
+    },
+    /// Hand the running daemon over to a new process (after an upgrade of
+    /// the binary, for example) without initiators seeing errors.
+    Restart {
+        /// The daemon's configuration file (its data_dir holds the pid file).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// How long to wait for the new process to take over.
+        #[arg(long, default_value = "60")]
+        timeout_secs: u64,
     },
     /// Check a configuration file and exit.
     Validate {
@@ -97,15 +110,35 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&matrix)?);
             } else {
-                println!("{:<40} {:<40} {:<12} {:<5} LUNS", "TARGET", "INITIATOR", "AUTH", "DIGEST");
+                println!(
+                    "{:<40} {:<40} {:<12} {:<5} LUNS",
+                    "TARGET", "INITIATOR", "AUTH", "DIGEST"
+                );
                 for a in &matrix {
                     let luns: Vec<String> = a.luns.iter().map(u16::to_string).collect();
                     let digest = if a.digests_required { "req" } else { "opt" };
-                    println!("{:<40} {:<40} {:<12} {:<5} {}", a.target, a.initiator, a.auth, digest, luns.join(","));
+                    println!(
+                        "{:<40} {:<40} {:<12} {:<5} {}",
+                        a.target,
+                        a.initiator,
+                        a.auth,
+                        digest,
+                        luns.join(",")
+                    );
                 }
                 println!("discovery sessions: auth {:?}", cfg.discovery.auth);
             }
             Ok(())
+        }
+        Command::Restart {
+            config,
+            timeout_secs,
+        } => {
+            let cfg = load(&config)?;
+            upgrade::restart(
+                &cfg.data_dir.join(PID_FILE),
+                Duration::from_secs(timeout_secs),
+            )
         }
         Command::Serve {
             config,
@@ -128,24 +161,79 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn load(path: &Path) -> Result<Config> {
-    Ok(Config::load(path)?)
+    use std::os::unix::fs::PermissionsExt;
+    let cfg = Config::load(path)?;
+    // The file holds CHAP secrets: nobody but the owner should read it.
+    if let Ok(meta) = std::fs::metadata(path) {
+        let mode = meta.permissions().mode() & 0o777;
+        let has_secrets = cfg
+            .targets
+            .iter()
+            .any(|t| t.acls.iter().any(|a| a.chap_secret.is_some()))
+            || cfg.discovery.chap_secret.is_some();
+        if has_secrets && mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{mode:o}"),
+                "the configuration holds CHAP secrets but is readable by others; run chmod 600"
+            );
+        }
+    }
+    Ok(cfg)
 }
 
+/// The daemon's pid file in `data_dir`, for `ironsan restart`.
+const PID_FILE: &str = "ironsan.pid";
+/// How long a new process may take to adopt the sockets.
+const TAKEOVER_BOUND: Duration = Duration::from_secs(30);
+
 fn serve(cfg: Config, banner: Option<String>) -> Result<()> {
+    // Remember how we were started: a restart runs the binary now at this
+    // path (possibly a new release) with the same arguments.
+    let exe = std::env::current_exe().context("locating the ironsan binary")?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut inherited = upgrade::inherited();
+    let listeners = target::server::Listeners::bind(&cfg.portals, &mut inherited.listeners)?;
+    if inherited.is_successor() {
+        inherited.signal_ready();
+        info!("took over the listening sockets; waiting for the previous process to drain");
+        inherited.wait_for_predecessor(Duration::from_secs(120));
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ironsan")
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
-        let server = Server::bind(&cfg).await?;
+        let server = Server::start(&cfg, listeners).await?;
+        let fds = server.listener_fds();
+        write_pid_file(&cfg.data_dir.join(PID_FILE))?;
+        upgrade::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         if let Some(banner) = banner {
             println!("{banner}");
         }
         let stop = server.shutdown_handle();
         tokio::spawn(async move {
-            wait_for_signal().await;
-            info!("signal received; stopping");
+            loop {
+                match next_signal().await {
+                    Signal::Stop => {
+                        info!("signal received; stopping");
+                        break;
+                    }
+                    Signal::Restart => {
+                        info!(exe = %exe.display(), "restart requested; starting the new process");
+                        let spawned = upgrade::spawn(&exe, &args, &fds)
+                            .and_then(|s| s.wait_ready(TAKEOVER_BOUND));
+                        match spawned {
+                            Ok(pid) => {
+                                info!(pid, "the new process has the sockets; draining sessions");
+                                break;
+                            }
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "restart failed; still serving"),
+                        }
+                    }
+                }
+            }
             stop.shutdown();
         });
         server.run().await;
@@ -153,17 +241,42 @@ fn serve(cfg: Config, banner: Option<String>) -> Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+fn write_pid_file(path: &Path) -> Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+enum Signal {
+    Stop,
+    Restart,
+}
+
+/// SIGTERM/SIGINT stop; SIGUSR2/SIGHUP hand over to a new process.
+async fn next_signal() -> Signal {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the daemon can still be stopped by SIGKILL.
+    let kinds = [
+        SignalKind::terminate(),
+        SignalKind::interrupt(),
+        SignalKind::user_defined2(),
+        SignalKind::hangup(),
+    ];
+    let mut streams = Vec::new();
+    for k in kinds {
+        match signal(k) {
+            Ok(s) => streams.push(s),
+            // Without handlers the daemon can still be stopped by SIGKILL.
+            Err(_) => return std::future::pending().await,
+        }
+    }
+    let [term, int, usr2, hup] = &mut streams[..] else {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = term.recv() => Signal::Stop,
+        _ = int.recv() => Signal::Stop,
+        _ = usr2.recv() => Signal::Restart,
+        _ = hup.recv() => Signal::Restart,
     }
 }

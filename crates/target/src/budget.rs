@@ -30,7 +30,10 @@ impl Drop for Reservation {
 impl MemoryBudget {
     /// A budget of `cap` bytes.
     pub fn new(cap: u64) -> Arc<Self> {
-        Arc::new(Self { cap, used: AtomicU64::new(0) })
+        Arc::new(Self {
+            cap,
+            used: AtomicU64::new(0),
+        })
     }
 
     /// Reserves `bytes`, or `None` when that would exceed the cap.
@@ -38,8 +41,16 @@ impl MemoryBudget {
         let mut used = self.used.load(Ordering::Acquire);
         loop {
             let next = used.checked_add(bytes).filter(|&n| n <= self.cap)?;
-            match self.used.compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(Reservation { budget: self.clone(), bytes }),
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Some(Reservation {
+                        budget: self.clone(),
+                        bytes,
+                    })
+                }
                 Err(now) => used = now,
             }
         }

@@ -82,13 +82,26 @@ impl Session {
         };
         let lu = self.lu(cmd.lun);
         // Reserve the data buffer's memory before allocating it.
-        let Some(reservation) = self.shared.budget.try_reserve(u64::from(cmd.edtl.min(MAX_TRANSFER))) else {
+        let Some(reservation) = self
+            .shared
+            .budget
+            .try_reserve(u64::from(cmd.edtl.min(MAX_TRANSFER)))
+        else {
             debug!(initiator = %self.initiator, edtl = cmd.edtl, "I/O memory budget exhausted; TASK SET FULL");
             self.complete_status(cmd.itt, ScsiStatus::TASK_SET_FULL, SenseData::default());
             return;
         };
         if !cmd.write || cmd.edtl == 0 {
-            self.execute(cmd.itt, cmd.read, lu, cdb, Vec::new(), cmd.edtl, 0, reservation);
+            self.execute(
+                cmd.itt,
+                cmd.read,
+                lu,
+                cdb,
+                Vec::new(),
+                cmd.edtl,
+                0,
+                reservation,
+            );
             return;
         }
         if cmd.edtl > MAX_TRANSFER || data.len() > cmd.edtl as usize {
@@ -229,7 +242,8 @@ impl Session {
 
     /// Completes a command with CHECK CONDITION for an error the transport found.
     pub(crate) fn complete_transport_error(&self, itt: u32, (key, asc, ascq): TransportError) {
-        let sense = Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq))).encode(false);
+        let sense =
+            Sense::new(SenseKey(key), Asc(u16::from(asc) << 8 | u16::from(ascq))).encode(false);
         self.complete_status(itt, ScsiStatus::CHECK_CONDITION, sense);
     }
 

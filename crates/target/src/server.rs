@@ -153,6 +153,43 @@ pub struct Server {
     shutdown_tx: watch::Sender<bool>,
 }
 
+/// Listening sockets, bound before the daemon opens its storage.
+pub struct Listeners(Vec<(SocketAddr, std::net::TcpListener)>);
+
+impl Listeners {
+    /// Binds every portal, reusing an inherited socket for an address when
+    /// `inherited` has one (taken out of the map; the rest are left to the caller).
+    pub fn bind(
+        portals: &[String],
+        inherited: &mut HashMap<SocketAddr, std::net::TcpListener>,
+    ) -> Result<Self, ServerError> {
+        let mut out = Vec::new();
+        for p in portals {
+            let err = |source| ServerError::Bind {
+                addr: p.clone(),
+                source,
+            };
+            let want: SocketAddr = p.parse().map_err(|_| {
+                err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "not an address",
+                ))
+            })?;
+            let l = match inherited.remove(&want) {
+                Some(l) => {
+                    info!(portal = %want, "listening socket taken over from the previous process");
+                    l
+                }
+                None => std::net::TcpListener::bind(want).map_err(err)?,
+            };
+            let addr = l.local_addr().map_err(err)?;
+            info!(portal = %addr, "listening");
+            out.push((addr, l));
+        }
+        Ok(Self(out))
+    }
+}
+
 /// Stops a running server from another task or a signal handler.
 #[derive(Clone)]
 pub struct ShutdownHandle(watch::Sender<bool>);
@@ -167,6 +204,13 @@ impl ShutdownHandle {
 impl Server {
     /// Opens every LUN and binds every portal; nothing is served yet.
     pub async fn bind(cfg: &Config) -> Result<Self, ServerError> {
+        let listeners = Listeners::bind(&cfg.portals, &mut HashMap::new())?;
+        Self::start(cfg, listeners).await
+    }
+
+    /// Opens every LUN and starts from already bound portals (for a process
+    /// that took its listening sockets over from its predecessor).
+    pub async fn start(cfg: &Config, listeners: Listeners) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&cfg.data_dir).map_err(|source| ServerError::DataDir {
             path: cfg.data_dir.clone(),
             source,
@@ -177,23 +221,21 @@ impl Server {
             .enumerate()
             .map(|(t, target)| open_target(t, target))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut listeners = Vec::new();
         let mut portals = Vec::new();
-        for p in &cfg.portals {
-            let l = TcpListener::bind(p)
-                .await
+        let mut bound = Vec::new();
+        for (addr, l) in listeners.0 {
+            l.set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map(|l| {
+                    portals.push(addr);
+                    bound.push(l);
+                })
                 .map_err(|source| ServerError::Bind {
-                    addr: p.clone(),
+                    addr: addr.to_string(),
                     source,
                 })?;
-            let addr = l.local_addr().map_err(|source| ServerError::Bind {
-                addr: p.clone(),
-                source,
-            })?;
-            info!(portal = %addr, "listening");
-            portals.push(addr);
-            listeners.push(l);
         }
+        let listeners = bound;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
             settings: cfg.iscsi.clone(),
@@ -221,6 +263,17 @@ impl Server {
     /// The bound portal addresses (with real ports when 0 was configured).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.shared.portals.clone()
+    }
+
+    /// The listening sockets' descriptors, to hand to a successor process.
+    pub fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        self.shared
+            .portals
+            .iter()
+            .copied()
+            .zip(self.listeners.iter().map(|l| l.as_raw_fd()))
+            .collect()
     }
 
     /// A handle that stops the server.

@@ -538,6 +538,20 @@ impl Session {
             LogoutResponseCode::SUCCESS
         };
         info!(initiator = %self.initiator, reason = ?l.reason, "logout");
+        self.shared.audit.record(
+            "logout",
+            &[
+                ("initiator", &self.initiator),
+                (
+                    "target",
+                    self.target
+                        .as_ref()
+                        .map(|t| t.iqn.as_str())
+                        .unwrap_or("(discovery)"),
+                ),
+                ("reason", &format!("{:?}", l.reason)),
+            ],
+        );
         let t2w = self.params.default_time2wait.min(3600);
         let t2r = self.params.default_time2retain.min(3600);
         self.send(
