@@ -101,23 +101,37 @@ impl fmt::Display for Change {
             Self::RemovePortal { portal } => write!(f, "- portal {portal}"),
             Self::AddTarget { target } => write!(f, "+ target {target}"),
             Self::RemoveTarget { target } => write!(f, "- target {target}"),
-            Self::ChangeTarget { target, what } => write!(f, "~ target {target} ({})", what.join(", ")),
+            Self::ChangeTarget { target, what } => {
+                write!(f, "~ target {target} ({})", what.join(", "))
+            }
             Self::MapLun { target, lun } => write!(f, "+ lun {target} {lun}"),
             Self::UnmapLun { target, lun } => write!(f, "- lun {target} {lun}"),
-            Self::RemapLun { target, lun } => write!(f, "~ lun {target} {lun} (backing or attributes)"),
+            Self::RemapLun { target, lun } => {
+                write!(f, "~ lun {target} {lun} (backing or attributes)")
+            }
             Self::AddAcl { target, initiator } => write!(f, "+ acl {target} {initiator}"),
             Self::RemoveAcl { target, initiator } => write!(f, "- acl {target} {initiator}"),
-            Self::ChangeAcl { target, initiator, what } => {
+            Self::ChangeAcl {
+                target,
+                initiator,
+                what,
+            } => {
                 write!(f, "~ acl {target} {initiator} ({})", what.join(", "))
             }
             Self::ChangeSettings { section } => write!(f, "~ [{section}]"),
-            Self::ChangeDataDir => write!(f, "! data_dir differs: it cannot change on a running daemon"),
+            Self::ChangeDataDir => write!(
+                f,
+                "! data_dir differs: it cannot change on a running daemon"
+            ),
         }
     }
 }
 
 fn by_iqn(cfg: &Config) -> BTreeMap<String, &Target> {
-    cfg.targets.iter().map(|t| (t.iqn.to_ascii_lowercase(), t)).collect()
+    cfg.targets
+        .iter()
+        .map(|t| (t.iqn.to_ascii_lowercase(), t))
+        .collect()
 }
 
 /// The changes that turn `from` into `to`: new portals and settings first,
@@ -136,19 +150,29 @@ pub fn diff(from: &Config, to: &Config) -> Vec<Change> {
         ("discovery", from.discovery != to.discovery),
     ] {
         if changed {
-            out.push(Change::ChangeSettings { section: section.into() });
+            out.push(Change::ChangeSettings {
+                section: section.into(),
+            });
         }
     }
     let (old, new) = (by_iqn(from), by_iqn(to));
     for (key, t) in &new {
         match old.get(key) {
             None => {
-                out.push(Change::AddTarget { target: t.iqn.clone() });
+                out.push(Change::AddTarget {
+                    target: t.iqn.clone(),
+                });
                 for l in &t.luns {
-                    out.push(Change::MapLun { target: t.iqn.clone(), lun: l.id });
+                    out.push(Change::MapLun {
+                        target: t.iqn.clone(),
+                        lun: l.id,
+                    });
                 }
                 for a in &t.acls {
-                    out.push(Change::AddAcl { target: t.iqn.clone(), initiator: a.initiator.clone() });
+                    out.push(Change::AddAcl {
+                        target: t.iqn.clone(),
+                        initiator: a.initiator.clone(),
+                    });
                 }
             }
             Some(o) => target_changes(o, t, &mut out),
@@ -156,7 +180,9 @@ pub fn diff(from: &Config, to: &Config) -> Vec<Change> {
     }
     for (key, t) in &old {
         if !new.contains_key(key) {
-            out.push(Change::RemoveTarget { target: t.iqn.clone() });
+            out.push(Change::RemoveTarget {
+                target: t.iqn.clone(),
+            });
         }
     }
     for p in from.portals.iter().filter(|p| !to.portals.contains(p)) {
@@ -178,14 +204,28 @@ fn target_changes(old: &Target, new: &Target, out: &mut Vec<Change>) {
         what.push(format!("digests {:?} -> {:?}", old.digests, new.digests).to_lowercase());
     }
     if !what.is_empty() {
-        out.push(Change::ChangeTarget { target: iqn.clone(), what });
+        out.push(Change::ChangeTarget {
+            target: iqn.clone(),
+            what,
+        });
     }
-    let luns = |t: &Target| t.luns.iter().map(|l| (l.id, l.clone())).collect::<BTreeMap<u16, Lun>>();
+    let luns = |t: &Target| {
+        t.luns
+            .iter()
+            .map(|l| (l.id, l.clone()))
+            .collect::<BTreeMap<u16, Lun>>()
+    };
     let (ol, nl) = (luns(old), luns(new));
     for (id, l) in &nl {
         match ol.get(id) {
-            None => out.push(Change::MapLun { target: iqn.clone(), lun: *id }),
-            Some(o) if o != l => out.push(Change::RemapLun { target: iqn.clone(), lun: *id }),
+            None => out.push(Change::MapLun {
+                target: iqn.clone(),
+                lun: *id,
+            }),
+            Some(o) if o != l => out.push(Change::RemapLun {
+                target: iqn.clone(),
+                lun: *id,
+            }),
             Some(_) => {}
         }
     }
@@ -198,7 +238,10 @@ fn target_changes(old: &Target, new: &Target, out: &mut Vec<Change>) {
     let (oa, na) = (acls(old), acls(new));
     for (key, a) in &na {
         match oa.get(key) {
-            None => out.push(Change::AddAcl { target: iqn.clone(), initiator: a.initiator.clone() }),
+            None => out.push(Change::AddAcl {
+                target: iqn.clone(),
+                initiator: a.initiator.clone(),
+            }),
             Some(o) if o != a => out.push(Change::ChangeAcl {
                 target: iqn.clone(),
                 initiator: a.initiator.clone(),
@@ -209,11 +252,17 @@ fn target_changes(old: &Target, new: &Target, out: &mut Vec<Change>) {
     }
     for (key, a) in &oa {
         if !na.contains_key(key) {
-            out.push(Change::RemoveAcl { target: iqn.clone(), initiator: a.initiator.clone() });
+            out.push(Change::RemoveAcl {
+                target: iqn.clone(),
+                initiator: a.initiator.clone(),
+            });
         }
     }
     for id in ol.keys().filter(|id| !nl.contains_key(id)) {
-        out.push(Change::UnmapLun { target: iqn.clone(), lun: *id });
+        out.push(Change::UnmapLun {
+            target: iqn.clone(),
+            lun: *id,
+        });
     }
 }
 
@@ -273,7 +322,10 @@ chap_secret = "secret-of-h1!"
             .replace("secret-of-h1!", "new-secret-of-h1")
             .replace("/srv/a0.img", "/srv/a0-new.img")
             + "[[target.lun]]\nid = 1\nfile = \"/srv/a1.img\"\n[[target]]\niqn = \"iqn.2026-11.org.example:b\"\n";
-        let changes: Vec<String> = diff(&cfg(BASE), &cfg(&to)).iter().map(ToString::to_string).collect();
+        let changes: Vec<String> = diff(&cfg(BASE), &cfg(&to))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(
             changes,
             vec![
@@ -286,7 +338,10 @@ chap_secret = "secret-of-h1!"
             ]
         );
         assert!(!changes.iter().any(|c| c.contains("new-secret")));
-        let back: Vec<String> = diff(&cfg(&to), &cfg(BASE)).iter().map(ToString::to_string).collect();
+        let back: Vec<String> = diff(&cfg(&to), &cfg(BASE))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert!(back.contains(&"- target iqn.2026-11.org.example:b".to_string()));
         assert!(back.contains(&"- lun iqn.2026-11.org.example:a 1".to_string()));
     }

@@ -19,6 +19,7 @@ mod login;
 mod scsi_task;
 pub mod server;
 mod session;
+mod targets;
 mod text;
 pub mod writer;
 

@@ -20,7 +20,8 @@ use tracing::{debug, info, warn};
 use crate::config::{AuthMode, DigestMode, DiscoveryAuth};
 use crate::frame::PduReader;
 use crate::guard::GuardKey;
-use crate::server::{SessionHandle, SessionKey, Shared, TargetNode};
+use crate::server::{SessionHandle, SessionKey, Shared};
+use crate::targets::TargetNode;
 use crate::writer::{CmdWindow, Out, OutTx};
 
 /// Largest data segment accepted before login completes (issue: flooding clients).
@@ -77,10 +78,11 @@ impl LoginAuthority for Authority<'_> {
             SessionType::Normal => {
                 let name = target_name.ok_or(LoginStatus::MISSING_PARAMETER)?;
                 let target = self.shared.target(name).ok_or(LoginStatus::NOT_FOUND)?;
-                let acl = target
+                let view = target.view();
+                let acl = view
                     .acl_for(initiator_name)
                     .ok_or(LoginStatus::AUTHORIZATION_FAILURE)?;
-                match (target.auth, &acl.chap_user, &acl.chap_secret) {
+                match (view.spec.auth, &acl.chap_user, &acl.chap_secret) {
                     (AuthMode::None, _, _) => Ok(AuthPolicy::None),
                     (AuthMode::Chap, Some(user), Some(secret)) => {
                         let mutual = match (&acl.mutual_user, &acl.mutual_secret) {
@@ -104,7 +106,8 @@ impl LoginAuthority for Authority<'_> {
 
     fn target_limits(&self, target_name: Option<&str>, limits: &mut TargetLimits) {
         if let Some(t) = target_name.and_then(|n| self.shared.target(n)) {
-            (limits.header_digest, limits.data_digest) = Self::digest_policies(t.digests);
+            (limits.header_digest, limits.data_digest) =
+                Self::digest_policies(t.view().spec.digests);
         }
     }
 }
@@ -135,11 +138,12 @@ impl Authority<'_> {
                 // Any credential that would log this initiator into some target.
                 let mut accounts = Vec::new();
                 let mut open = false;
-                for t in &self.shared.targets {
-                    let Some(acl) = t.acl_for(initiator) else {
+                for t in self.shared.targets() {
+                    let view = t.view();
+                    let Some(acl) = view.acl_for(initiator) else {
                         continue;
                     };
-                    match (t.auth, &acl.chap_user, &acl.chap_secret) {
+                    match (view.spec.auth, &acl.chap_user, &acl.chap_secret) {
                         (AuthMode::None, _, _) => open = true,
                         (AuthMode::Chap, Some(user), Some(secret)) => accounts.push(ChapAccount {
                             user: user.clone(),
@@ -384,7 +388,7 @@ async fn admit(
         return Err((LoginStatus::NOT_FOUND, result));
     };
     let p = &result.params;
-    let (header, data) = Authority::digest_policies(target.digests);
+    let (header, data) = Authority::digest_policies(target.view().spec.digests);
     let refused = |policy, got| policy == DigestPolicy::Required && got != Digest::Crc32c;
     if refused(header, p.header_digest) || refused(data, p.data_digest) {
         return Err((LoginStatus::INITIATOR_ERROR, result));

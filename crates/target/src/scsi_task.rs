@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 
 use crate::budget::Reservation;
 use crate::session::Session;
+use crate::targets::LunRef;
 use crate::writer::{Completion, Out};
 
 /// Largest Expected Data Transfer Length accepted (the Block Limits VPD
@@ -22,6 +23,8 @@ pub(crate) type TransportError = (u8, u8, u8);
 pub(crate) const DIGEST_ERROR: TransportError = (0x0b, 0x47, 0x05);
 /// ABORTED COMMAND, DATA PHASE ERROR (bad DataSN, offset or length).
 const DATA_PHASE_ERROR: TransportError = (0x0b, 0x4b, 0x00);
+/// UNIT ATTENTION, REPORTED LUNS DATA HAS CHANGED.
+const REPORTED_LUNS_CHANGED: TransportError = (0x06, 0x3f, 0x0e);
 /// ILLEGAL REQUEST, INVALID FIELD IN CDB.
 const INVALID_CDB: TransportError = (0x05, 0x24, 0x00);
 
@@ -80,7 +83,16 @@ impl Session {
             }
             Cdb::Long(full.into_boxed_slice())
         };
-        let lu = self.lu(cmd.lun);
+        let lu = match self.resolve(cmd.lun) {
+            LunRef::Mapped(lu) => Some(lu),
+            // A LUN removed by force: one unit attention per nexus (INQUIRY
+            // and REPORT LUNS excepted), then LOGICAL UNIT NOT SUPPORTED.
+            LunRef::JustRemoved if !matches!(cmd.cdb[0], 0x12 | 0xa0) => {
+                self.complete_transport_error(cmd.itt, REPORTED_LUNS_CHANGED);
+                return;
+            }
+            LunRef::JustRemoved | LunRef::None => None,
+        };
         // Reserve the data buffer's memory before allocating it.
         let Some(reservation) = self
             .shared

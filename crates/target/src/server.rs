@@ -1,21 +1,21 @@
 //! Portals, the live target set, the session table and the daemon's lifecycle.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use scsi::{FileDevice, LogicalUnit, LuIdentity};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use crate::audit::Audit;
 use crate::budget::MemoryBudget;
-use crate::config::{parse_size, Acl, AuthMode, Config, DigestMode, Discovery, IscsiSettings};
+use crate::config::{parse_size, Config, Discovery, IscsiSettings};
 use crate::guard::LoginGuard;
+use crate::targets::{open_luns, TargetNode};
 
 /// How long a stopping daemon waits for initiators to log out.
 const LOGOUT_GRACE: Duration = Duration::from_secs(5);
@@ -53,32 +53,6 @@ pub enum ServerError {
     },
 }
 
-/// A target as the runtime serves it.
-pub struct TargetNode {
-    /// Target name.
-    pub iqn: String,
-    /// TargetAlias.
-    pub alias: Option<String>,
-    /// Authentication mode.
-    pub auth: AuthMode,
-    /// Digest policy.
-    pub digests: DigestMode,
-    /// LUN number to logical unit.
-    pub luns: BTreeMap<u64, Arc<LogicalUnit>>,
-    /// Access control entries.
-    pub acls: Vec<Acl>,
-}
-
-impl TargetNode {
-    /// The ACL entry that admits `initiator`: an exact match first, then `*`.
-    pub fn acl_for(&self, initiator: &str) -> Option<&Acl> {
-        self.acls
-            .iter()
-            .find(|a| a.initiator.eq_ignore_ascii_case(initiator))
-            .or_else(|| self.acls.iter().find(|a| a.initiator == "*"))
-    }
-}
-
 /// The I_T nexus of a session: initiator name, ISID and target.
 pub(crate) type SessionKey = (String, [u8; 6], String);
 
@@ -93,7 +67,9 @@ pub(crate) struct SessionHandle {
 pub struct Shared {
     pub(crate) settings: IscsiSettings,
     pub(crate) discovery: Discovery,
-    pub(crate) targets: Vec<Arc<TargetNode>>,
+    pub(crate) targets: RwLock<Vec<Arc<TargetNode>>>,
+    /// The configuration being served (what `config show` prints).
+    pub(crate) config: RwLock<Config>,
     pub(crate) portals: Vec<SocketAddr>,
     pub(crate) sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
     next_tsih: AtomicU16,
@@ -110,10 +86,17 @@ pub struct Shared {
 impl Shared {
     /// The target named `name` (names compare case-insensitively).
     pub(crate) fn target(&self, name: &str) -> Option<Arc<TargetNode>> {
-        self.targets
-            .iter()
+        self.targets()
+            .into_iter()
             .find(|t| t.iqn.eq_ignore_ascii_case(name))
-            .cloned()
+    }
+
+    /// Every target, as of now.
+    pub(crate) fn targets(&self) -> Vec<Arc<TargetNode>> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A TSIH not used by a live session (never 0).
@@ -219,8 +202,13 @@ impl Server {
             .targets
             .iter()
             .enumerate()
-            .map(|(t, target)| open_target(t, target))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(t, target)| {
+                Ok(TargetNode::new(
+                    target.clone(),
+                    open_luns(&format!("target[{t}]"), target)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, ServerError>>()?;
         let mut portals = Vec::new();
         let mut bound = Vec::new();
         for (addr, l) in listeners.0 {
@@ -240,7 +228,8 @@ impl Server {
         let shared = Arc::new(Shared {
             settings: cfg.iscsi.clone(),
             discovery: cfg.discovery.clone(),
-            targets,
+            targets: RwLock::new(targets),
+            config: RwLock::new(cfg.clone()),
             portals,
             sessions: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
@@ -315,8 +304,8 @@ impl Server {
                 "connections still open at the stop bound; closing them"
             );
         }
-        for t in &shared.targets {
-            for (lun, lu) in &t.luns {
+        for t in shared.targets() {
+            for (lun, lu) in &t.view().luns {
                 if let Err(e) = lu.flush() {
                     warn!(target = %t.iqn, lun, error = %e, "flush at stop failed");
                 }
@@ -360,82 +349,4 @@ async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     let _ = stream.set_nodelay(true);
     crate::session::run_connection(shared.clone(), stream, peer, local).await;
-}
-
-fn open_target(t: usize, target: &crate::config::Target) -> Result<Arc<TargetNode>, ServerError> {
-    let mut luns = BTreeMap::new();
-    for (l, lun) in target.luns.iter().enumerate() {
-        let key = format!("target[{t}].lun[{l}]");
-        let err = |message: String| ServerError::Lun {
-            key: key.clone(),
-            path: lun.file.clone(),
-            message,
-        };
-        let size = lun
-            .size
-            .as_deref()
-            .map(parse_size)
-            .transpose()
-            .map_err(err)?;
-        let create = !lun.file.exists();
-        if create && size.is_none() {
-            return Err(err(
-                "the file does not exist and no size is given to create it".into(),
-            ));
-        }
-        let dev = FileDevice::open(&lun.file, size, lun.block_size, create)
-            .map_err(|e| err(e.to_string()))?;
-        let ident = identity(&target.iqn, lun);
-        luns.insert(
-            u64::from(lun.id),
-            Arc::new(LogicalUnit::new(Arc::new(dev), ident)),
-        );
-        info!(target = %target.iqn, lun = lun.id, file = %lun.file.display(), created = create, "logical unit ready");
-    }
-    Ok(Arc::new(TargetNode {
-        iqn: target.iqn.clone(),
-        alias: target.alias.clone(),
-        auth: target.auth,
-        digests: target.digests,
-        luns,
-        acls: target.acls.clone(),
-    }))
-}
-
-/// FNV-1a, used to derive identifiers that stay the same across restarts and
-/// releases (std's hashers promise neither).
-fn fnv1a(seed: u64, parts: &[&[u8]]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
-    for p in parts {
-        for &b in *p {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn identity(iqn: &str, lun: &crate::config::Lun) -> LuIdentity {
-    let id = lun.id.to_be_bytes();
-    let name = iqn.to_ascii_lowercase();
-    let parts: [&[u8]; 2] = [name.as_bytes(), &id];
-    let a = fnv1a(1, &parts);
-    let b = fnv1a(2, &parts);
-    // NAA 6 (IEEE Registered Extended) layout with a locally derived body.
-    let mut naa = [0u8; 16];
-    naa[..8].copy_from_slice(&a.to_be_bytes());
-    naa[8..].copy_from_slice(&b.to_be_bytes());
-    naa[0] = 0x60 | (naa[0] & 0x0f);
-    LuIdentity {
-        vendor: "IRONSAN".into(),
-        product: "ironsan LUN".into(),
-        revision: "0001".into(),
-        serial: lun.serial.clone().unwrap_or_else(|| format!("{a:016x}")),
-        naa,
-        target_name: iqn.to_string(),
-        write_cache: lun.write_cache,
-        read_only: lun.read_only,
-    }
 }

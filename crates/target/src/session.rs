@@ -26,7 +26,8 @@ use tracing::{debug, info, warn};
 use crate::frame::{FrameError, PduReader};
 use crate::login::{self, LoggedIn, LOGIN_MAX_DATA};
 use crate::scsi_task::PendingWrite;
-use crate::server::{logout_grace, Shared, TargetNode};
+use crate::server::{logout_grace, Shared};
+use crate::targets::{LunRef, TargetNode};
 use crate::text::TextState;
 use crate::writer::{self, BufPool, CmdWindow, Out, OutTx, SendParams};
 
@@ -217,7 +218,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     session.abort_pending(None);
     session.running.wait_idle().await;
     if let Some(target) = &session.target {
-        for lu in target.luns.values() {
+        for lu in target.view().luns.values() {
             lu.nexus_lost(session.nexus);
         }
     }
@@ -233,7 +234,8 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
 }
 
 fn lun_mask(target: Option<&Arc<TargetNode>>, initiator: &str) -> Option<Vec<u64>> {
-    let luns = target?.acl_for(initiator)?.luns.as_ref()?;
+    let view = target?.view();
+    let luns = view.acl_for(initiator)?.luns.as_ref()?;
     Some(luns.iter().map(|&x| u64::from(x)).collect())
 }
 
@@ -398,14 +400,20 @@ impl Session {
         false
     }
 
+    /// What a LUN field addresses for this session.
+    pub(crate) fn resolve(&self, lun_field: u64) -> LunRef {
+        match (&self.target, lun_from_sam(lun_field)) {
+            (Some(target), Some(id)) if self.sees(id) => target.resolve(id, self.nexus.id),
+            _ => LunRef::None,
+        }
+    }
+
     /// The logical unit addressed by a LUN field, if mapped.
     pub(crate) fn lu(&self, lun_field: u64) -> Option<Arc<LogicalUnit>> {
-        let target = self.target.as_ref()?;
-        let id = lun_from_sam(lun_field)?;
-        if !self.sees(id) {
-            return None;
+        match self.resolve(lun_field) {
+            LunRef::Mapped(lu) => Some(lu),
+            _ => None,
         }
-        target.luns.get(&id).cloned()
     }
 
     /// Whether LUN masking lets this session see LUN `id`.
@@ -419,6 +427,7 @@ impl Session {
             return Vec::new();
         };
         target
+            .view()
             .luns
             .keys()
             .copied()
@@ -508,7 +517,7 @@ impl Session {
                     scsi::ResetKind::TargetWarm
                 };
                 if let Some(target) = &self.target {
-                    for lu in target.luns.values() {
+                    for lu in target.view().luns.values() {
                         lu.reset(Some(self.nexus), kind);
                     }
                 }

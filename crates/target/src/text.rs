@@ -70,7 +70,8 @@ impl Session {
 
     /// Lists the targets this initiator may log into, with every portal.
     fn send_targets(&self, value: &str, out: &mut Vec<u8>) {
-        let visible = self.shared.targets.iter().filter(|t| match &self.target {
+        let targets = self.shared.targets();
+        let visible = targets.iter().filter(|t| match &self.target {
             // A normal session sees only its own target.
             Some(own) => {
                 own.iqn == t.iqn
@@ -80,7 +81,7 @@ impl Session {
             // when it authenticated, with the same CHAP user).
             None => {
                 (value == "All" || value.eq_ignore_ascii_case(&t.iqn))
-                    && t.acl_for(&self.initiator).is_some_and(|a| {
+                    && t.view().acl_for(&self.initiator).is_some_and(|a| {
                         self.chap_user.is_none()
                             || a.chap_user.is_none()
                             || a.chap_user == self.chap_user
