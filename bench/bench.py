@@ -80,11 +80,11 @@ def make_lun(path, size_mib):
 class Ironsan:
     name = "ironsan"
 
-    def __init__(self, work, lun):
+    def __init__(self, work, lun, extra="", tag="ironsan"):
         self.port = free_port()
-        cfg = os.path.join(work, "ironsan.toml")
+        cfg = os.path.join(work, f"{tag}.toml")
         with open(cfg, "w") as f:
-            f.write(f'''data_dir = "{work}/ironsan-data"
+            f.write(f'''data_dir = "{work}/{tag}-data"
 portals = ["127.0.0.1:{self.port}"]
 [[target]]
 iqn = "{IQN_IRONSAN}"
@@ -94,8 +94,9 @@ id = 0
 file = "{lun}"
 [[target.acl]]
 initiator = "*"
+{extra}
 ''')
-        self.log = open(os.path.join(work, "ironsan.log"), "w")
+        self.log = open(os.path.join(work, f"{tag}.log"), "w")
         env = dict(os.environ, IRONSAN_LOG="warn")
         self.proc = subprocess.Popen([IRONSAN, "serve", "--config", cfg], stderr=self.log, env=env)
         wait_port(self.port)

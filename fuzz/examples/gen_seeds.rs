@@ -30,7 +30,9 @@ const OPEN_TARGET: &str = "iqn.2024-01.org.ironsan:open";
 const INITIATOR: &str = "iqn.2024-01.org.ironsan:fuzz-initiator";
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus")
+        .join(target);
     fs::create_dir_all(&dir).expect("create corpus dir");
     fs::write(dir.join(format!("seed-{name}")), bytes).expect("write seed");
 }
@@ -88,7 +90,11 @@ fn pdu_seeds() {
     write(t, "scsi-read10", &read);
 
     let write10 = [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0];
-    let wr = pdu(&scsi_cmd(&write10, false, true, 1024).encode(), &[0x5a; 512], false);
+    let wr = pdu(
+        &scsi_cmd(&write10, false, true, 1024).encode(),
+        &[0x5a; 512],
+        false,
+    );
     write(t, "scsi-write10-immediate", &wr);
 
     let data_out = DataOut {
@@ -112,7 +118,11 @@ fn pdu_seeds() {
     );
     write(t, "text-sendtargets", &txt);
 
-    let nop = pdu(&encode_nop_out(true, 0x30, RESERVED_TAG, 4, 3, 0), b"ping", false);
+    let nop = pdu(
+        &encode_nop_out(true, 0x30, RESERVED_TAG, 4, 3, 0),
+        b"ping",
+        false,
+    );
     write(t, "nop-out", &nop);
     let tmf = pdu(
         &encode_tmf_request(TmfFunction::ABORT_TASK, 0, 0x40, 0x10, 5, 4, 2),
@@ -142,9 +152,17 @@ fn pdu_seeds() {
     }
     write(t, "stream", &stream);
     let mut stream = Vec::new();
-    stream.extend(pdu(&scsi_cmd(&write10, false, true, 1024).encode(), &[0x5a; 509], true));
+    stream.extend(pdu(
+        &scsi_cmd(&write10, false, true, 1024).encode(),
+        &[0x5a; 509],
+        true,
+    ));
     stream.extend(pdu(&data_out.encode(), &[0xa5; 512], true));
-    stream.extend(pdu(&encode_nop_out(true, 0x30, RESERVED_TAG, 4, 3, 0), &[], true));
+    stream.extend(pdu(
+        &encode_nop_out(true, 0x30, RESERVED_TAG, 4, 3, 0),
+        &[],
+        true,
+    ));
     write(t, "stream-digests", &stream);
 }
 
@@ -169,7 +187,12 @@ fn cdb_seeds() {
     one("inquiry", &[0x12, 0, 0, 0, 96, 0], 96, &[]);
     one("inquiry-vpd83", &[0x12, 1, 0x83, 0, 255, 0], 255, &[]);
     one("inquiry-vpd-b0", &[0x12, 1, 0xb0, 0, 64, 0], 64, &[]);
-    one("read-capacity10", &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], 8, &[]);
+    one(
+        "read-capacity10",
+        &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        8,
+        &[],
+    );
     one(
         "read-capacity16",
         &[0x9e, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
@@ -184,18 +207,48 @@ fn cdb_seeds() {
         512,
         &[],
     );
-    one("read10-out-of-range", &[0x28, 0, 0, 0, 0, 64, 0, 0, 1, 0], 512, &[]);
-    one("write10", &[0x2a, 0x08, 0, 0, 0, 1, 0, 0, 1, 0], 512, &[0x77; 512]);
-    one("write-verify10", &[0x2e, 0x02, 0, 0, 0, 1, 0, 0, 1, 0], 512, &[0x77; 512]);
+    one(
+        "read10-out-of-range",
+        &[0x28, 0, 0, 0, 0, 64, 0, 0, 1, 0],
+        512,
+        &[],
+    );
+    one(
+        "write10",
+        &[0x2a, 0x08, 0, 0, 0, 1, 0, 0, 1, 0],
+        512,
+        &[0x77; 512],
+    );
+    one(
+        "write-verify10",
+        &[0x2e, 0x02, 0, 0, 0, 1, 0, 0, 1, 0],
+        512,
+        &[0x77; 512],
+    );
     one("verify10", &[0x2f, 0, 0, 0, 0, 0, 0, 0, 4, 0], 0, &[]);
     one("mode-sense6-all", &[0x1a, 0, 0x3f, 0, 255, 0], 255, &[]);
-    one("mode-sense10-caching", &[0x5a, 0, 0x08, 0, 0, 0, 0, 0, 64, 0], 64, &[]);
+    one(
+        "mode-sense10-caching",
+        &[0x5a, 0, 0x08, 0, 0, 0, 0, 0, 64, 0],
+        64,
+        &[],
+    );
     // MODE SELECT(6) of the caching page with WCE off.
     let mut caching = vec![0u8, 0, 0, 0, 0x08, 0x12];
     caching.extend_from_slice(&[0; 18]);
-    one("mode-select6-caching", &[0x15, 0x10, 0, 0, 24, 0], 24, &caching);
+    one(
+        "mode-select6-caching",
+        &[0x15, 0x10, 0, 0, 24, 0],
+        24,
+        &caching,
+    );
     one("request-sense", &[0x03, 0, 0, 0, 252, 0], 252, &[]);
-    one("report-luns", &[0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0], 256, &[]);
+    one(
+        "report-luns",
+        &[0xa0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0],
+        256,
+        &[],
+    );
     one(
         "report-supported-opcodes",
         &[0xa3, 0x0c, 0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0],
@@ -221,7 +274,13 @@ fn cdb_seeds() {
     // A stateful sequence on a removable LU: write, read back, a unit
     // attention after a reset seen from another nexus, eject with PREVENT.
     let mut v = vec![1u8];
-    record(&mut v, &[0x2a, 0, 0, 0, 0, 2, 0, 0, 1, 0], 0, 512, &[0x42; 512]);
+    record(
+        &mut v,
+        &[0x2a, 0, 0, 0, 0, 2, 0, 0, 1, 0],
+        0,
+        512,
+        &[0x42; 512],
+    );
     record(&mut v, &[0x28, 0, 0, 0, 0, 2, 0, 0, 1, 0], 0, 512, &[]);
     record(&mut v, &[0; 6], 1 | 0x10, 0, &[]);
     record(&mut v, &[0; 6], 0, 0, &[]);
@@ -272,33 +331,56 @@ fn text_seeds() {
         ("SessionType", "Normal"),
     ];
     seed("login-operational", 0, &[names, operational]);
-    seed("login-offers", 1 << 2, &[names, &[("MaxRecvDataSegmentLength", "8192")], &[
-        ("HeaderDigest", "CRC32C"),
-        ("DataDigest", "CRC32C"),
-        ("MaxBurstLength", "4096"),
-        ("FirstBurstLength", "0x400"),
-        ("ImmediateData", "No"),
-        ("DefaultTime2Wait", "10"),
-        ("DefaultTime2Retain", "0"),
-    ]]);
+    seed(
+        "login-offers",
+        1 << 2,
+        &[
+            names,
+            &[("MaxRecvDataSegmentLength", "8192")],
+            &[
+                ("HeaderDigest", "CRC32C"),
+                ("DataDigest", "CRC32C"),
+                ("MaxBurstLength", "4096"),
+                ("FirstBurstLength", "0x400"),
+                ("ImmediateData", "No"),
+                ("DefaultTime2Wait", "10"),
+                ("DefaultTime2Retain", "0"),
+            ],
+        ],
+    );
     seed("login-clamped", 2 << 2, &[operational]);
-    seed("discovery", 1, &[
-        &[("InitiatorName", INITIATOR), ("SessionType", "Discovery")],
-        &[("MaxBurstLength", "512"), ("TaskReporting", "RFC3720,ResponseFence")],
-    ]);
+    seed(
+        "discovery",
+        1,
+        &[
+            &[("InitiatorName", INITIATOR), ("SessionType", "Discovery")],
+            &[
+                ("MaxBurstLength", "512"),
+                ("TaskReporting", "RFC3720,ResponseFence"),
+            ],
+        ],
+    );
     seed("full-feature-sendtargets", 2, &[&[("SendTargets", "All")]]);
-    seed("full-feature-mrdsl", 2, &[&[
-        ("MaxRecvDataSegmentLength", "0x10000"),
-        ("InitialR2T", "Yes"),
-    ]]);
-    seed("chap-values", 0, &[&[
-        ("AuthMethod", "CHAP,None"),
-        ("CHAP_A", "8,7,6,5"),
-        ("CHAP_I", "17"),
-        ("CHAP_C", "0x0123456789abcdef0123456789ABCDEF"),
-        ("CHAP_R", "0bASNFZ4mrze8BI0VniavN7w=="),
-        ("CHAP_N", "alice"),
-    ]]);
+    seed(
+        "full-feature-mrdsl",
+        2,
+        &[&[
+            ("MaxRecvDataSegmentLength", "0x10000"),
+            ("InitialR2T", "Yes"),
+        ]],
+    );
+    seed(
+        "chap-values",
+        0,
+        &[&[
+            ("AuthMethod", "CHAP,None"),
+            ("CHAP_A", "8,7,6,5"),
+            ("CHAP_I", "17"),
+            ("CHAP_C", "0x0123456789abcdef0123456789ABCDEF"),
+            ("CHAP_R", "0bASNFZ4mrze8BI0VniavN7w=="),
+            ("CHAP_N", "alice"),
+        ]],
+    );
 }
 
 /// The same authority as the `login` target.

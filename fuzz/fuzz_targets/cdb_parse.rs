@@ -11,8 +11,8 @@
 //! truncated wherever the input ends. Commands run in order on one LU so
 //! state (mode pages, PREVENT, unit attentions, written blocks) carries over.
 //! Every command's result must respect the transport's invariants: never
-//! more data-in than expected or than the command transfers, and no data
-//! with a failed status.
+//! more data-in than expected or than the command transfers, no data with
+//! a failed status, and sense data with every CHECK CONDITION.
 #![no_main]
 
 use std::sync::Arc;
@@ -20,13 +20,20 @@ use std::sync::Arc;
 use libfuzzer_sys::fuzz_target;
 use scsi::cdb::Command;
 use scsi::{
-    execute_no_lun, report_luns, LogicalUnit, LuIdentity, MemDevice, Nexus, ResetKind,
-    ScsiOutcome, ScsiRequest, ScsiStatus,
+    execute_no_lun, report_luns, LogicalUnit, LuIdentity, MemDevice, Nexus, ResetKind, ScsiOutcome,
+    ScsiRequest, ScsiStatus,
 };
 
 const BLOCK_SIZE: u32 = 512;
 const BLOCKS: u64 = 64;
 const MAX_COMMANDS: usize = 16;
+/// Initiator port names of the four nexuses (persistent reservations key on them).
+const PORTS: [&str; 4] = [
+    "iqn.2024-01.org.ironsan:fuzz-a,i,0x000000000001",
+    "iqn.2024-01.org.ironsan:fuzz-a,i,0x000000000002",
+    "iqn.2024-01.org.ironsan:fuzz-b,i,0x000000000001",
+    "iqn.2024-01.org.ironsan:fuzz-c,i,0x400000000001",
+];
 
 fn identity(read_only: bool) -> LuIdentity {
     LuIdentity {
@@ -53,7 +60,10 @@ fn check(o: &ScsiOutcome, data_in: &[u8], expected_len: u32) {
         assert!(data_in.len() as u64 <= o.transfer_len);
     } else {
         assert!(data_in.is_empty(), "data-in with status {:?}", o.status);
-        assert!(!o.sense.is_empty(), "no sense with status {:?}", o.status);
+    }
+    // RESERVATION CONFLICT, BUSY and TASK SET FULL carry no sense data.
+    if o.status == ScsiStatus::CHECK_CONDITION {
+        assert!(!o.sense.is_empty(), "CHECK CONDITION without sense");
     }
 }
 
@@ -95,6 +105,7 @@ fuzz_target!(|input: &[u8]| {
             data_out,
             expected_len,
             nexus,
+            initiator_port: PORTS[usize::from(byte(1) & 3)],
         };
         let o = lu.execute(&req, &mut data_in);
         check(&o, &data_in, expected_len);

@@ -16,9 +16,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use iscsi_proto::digest;
-use iscsi_proto::pdu::{
-    self, encode_login_request, full_cdb, Bhs, Request, BHS_LEN,
-};
+use iscsi_proto::pdu::{self, encode_login_request, full_cdb, Bhs, Request, BHS_LEN};
 use libfuzzer_sys::fuzz_target;
 use target::frame::{encode_pdu, FrameError, PduReader};
 
@@ -107,7 +105,10 @@ fn read_stream(data: &[u8], header_digest: bool, data_digest: bool) {
                     encode_pdu(&mut out, &frame.bhs, frame.data, header_digest, data_digest);
                     assert_eq!(out.len(), total);
                     let at = BHS_LEN + if header_digest { digest::DIGEST_LEN } else { 0 };
-                    assert_eq!(&out[..at + frame.data.len()], &pdu_bytes[..at + frame.data.len()]);
+                    assert_eq!(
+                        &out[..at + frame.data.len()],
+                        &pdu_bytes[..at + frame.data.len()]
+                    );
                     let pad = pdu::padding(frame.data.len());
                     let pad_at = at + frame.data.len();
                     let zero_pad = pdu_bytes[pad_at..pad_at + pad].iter().all(|&b| b == 0);

@@ -12,7 +12,8 @@ use crate::cdb::Rw;
 use crate::lu::{CmdResult, LogicalUnit};
 use crate::sense::{Asc, Sense, SenseKey};
 
-/// MAXIMUM COMPARE AND WRITE LENGTH advertised in the Block Limits page.
+/// MAXIMUM COMPARE AND WRITE LENGTH advertised in the Block Limits page
+/// (the largest value the one-byte CDB field can hold).
 pub(crate) const MAX_CAW_BLOCKS: u8 = 255;
 /// MAXIMUM ATOMIC TRANSFER LENGTH advertised in the Block Limits page.
 pub(crate) const MAX_ATOMIC_BLOCKS: u32 = 256;
@@ -56,9 +57,8 @@ impl LogicalUnit {
         if let Some(s) = self.write_protect_sense() {
             return Err(s);
         }
-        if blocks > MAX_CAW_BLOCKS {
-            return Err(Sense::invalid_field_in_cdb(13, None));
-        }
+        // NUMBER OF LOGICAL BLOCKS is one byte: MAX_CAW_BLOCKS (255) bounds
+        // it already.
         let bs = self.dev.block_size().max(1) as usize;
         let n = usize::from(blocks) * bs;
         let total = 2 * n;

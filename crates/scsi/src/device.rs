@@ -315,7 +315,11 @@ impl BlockDevice for MemDevice {
         self.check_fault(DeviceOp::Read, lba)?;
         let bs = u64::from(self.block_size.max(1));
         if lba >= self.num_blocks {
-            return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+            return Err(DeviceError::new(
+                DeviceErrorKind::OutOfRange,
+                DeviceOp::Read,
+                lba,
+            ));
         }
         let chunk = MEM_CHUNK as u64;
         let chunks = self.chunks.read().unwrap_or_else(|e| e.into_inner());
@@ -514,7 +518,11 @@ impl BlockDevice for FileDevice {
                 libc::off_t::try_from(start),
                 libc::off_t::try_from(end - start),
             ) else {
-                return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Write, lba));
+                return Err(DeviceError::new(
+                    DeviceErrorKind::OutOfRange,
+                    DeviceOp::Write,
+                    lba,
+                ));
             };
             // SAFETY: fallocate only reads its integer arguments; the file
             // descriptor is owned by `self.file` and open for writing.
@@ -530,7 +538,10 @@ impl BlockDevice for FileDevice {
                 return Ok(());
             }
             let err = io::Error::last_os_error();
-            if !matches!(err.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)) {
+            if !matches!(
+                err.raw_os_error(),
+                Some(libc::EOPNOTSUPP) | Some(libc::ENOSYS)
+            ) {
                 return Err(DeviceError::io(DeviceOp::Write, lba, err));
             }
         }
@@ -541,7 +552,11 @@ impl BlockDevice for FileDevice {
     fn provisioning(&self, lba: u64) -> Result<(bool, u64), DeviceError> {
         let bs = u64::from(self.block_size);
         if lba >= self.num_blocks {
-            return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+            return Err(DeviceError::new(
+                DeviceErrorKind::OutOfRange,
+                DeviceOp::Read,
+                lba,
+            ));
         }
         let remaining = self.num_blocks - lba;
         if !self.regular {
@@ -551,7 +566,11 @@ impl BlockDevice for FileDevice {
         let end = self.num_blocks * bs;
         let seek = |whence: libc::c_int| -> Result<Option<u64>, DeviceError> {
             let Ok(o) = libc::off_t::try_from(off) else {
-                return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+                return Err(DeviceError::new(
+                    DeviceErrorKind::OutOfRange,
+                    DeviceOp::Read,
+                    lba,
+                ));
             };
             // SAFETY: lseek only reads its integer arguments; the descriptor
             // is owned by `self.file`. The file offset it moves is never

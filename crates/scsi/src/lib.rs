@@ -28,14 +28,20 @@ mod xcopy;
 
 pub use alua::{AluaGroup, AluaState};
 pub use device::{BlockDevice, DeviceError, DeviceErrorKind, DeviceOp, FileDevice, MemDevice};
-pub use lu::{LogicalUnit, LuIdentity, Nexus, ResetKind, ScsiOutcome, ScsiRequest, ScsiStatus};
-pub use sense::{Asc, Sense, SenseData, SenseKey};
 pub use inquiry::MAX_TRANSFER_BYTES;
+pub use lu::{LogicalUnit, LuIdentity, Nexus, ResetKind, ScsiOutcome, ScsiRequest, ScsiStatus};
 pub use pr_store::{FilePrStore, PrStore, PrStoreError};
+pub use sense::{Asc, Sense, SenseData, SenseKey};
 pub use spc::{encode_lun, execute_no_lun, report_luns};
 pub use xcopy::CopyPeers;
 
 #[cfg(test)]
+mod pr_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod thin_tests;
+#[cfg(test)]
+mod vaai_tests;

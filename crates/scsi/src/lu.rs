@@ -261,6 +261,12 @@ impl LogicalUnit {
         });
     }
 
+    /// The target's LUN inventory changed: every nexus that has used this
+    /// unit gets REPORTED LUNS DATA HAS CHANGED (3Fh/0Eh).
+    pub fn report_luns_changed(&self) {
+        self.establish_ua(Asc::REPORTED_LUNS_DATA_HAS_CHANGED, None);
+    }
+
     pub(crate) fn set_prevent(&self, nexus: Nexus, prevent: bool) {
         lock(self.shard(&nexus)).entry(nexus).or_default().prevent = prevent;
     }
@@ -272,12 +278,15 @@ impl LogicalUnit {
         any
     }
 
-    /// LOGICAL UNIT RESET / TARGET RESET: clear PREVENT state and establish
-    /// a reset unit attention for every known nexus except `by` (pending unit
-    /// attentions are superseded). A cold reset (power on) also restores the
+    /// LOGICAL UNIT RESET / TARGET RESET: clear PREVENT state, release an
+    /// SPC-2 reservation and establish a reset unit attention for every
+    /// known nexus, the requesting one (`by`) included (SAM-5 6.3.3;
+    /// libiscsi's MultipathIO.Reset expects it on every path). Pending unit
+    /// attentions are superseded. A cold reset (power on) also restores the
     /// default mode parameters; LU and warm resets keep them, since
     /// initiators do not re-read the caching page after a reset and silently
     /// re-enabling a write cache the host turned off would risk data loss.
+    /// Persistent reservations survive every reset.
     pub fn reset(&self, by: Option<Nexus>, kind: ResetKind) {
         let asc = match kind {
             ResetKind::LogicalUnit => Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED,
@@ -287,12 +296,10 @@ impl LogicalUnit {
         if kind == ResetKind::TargetCold {
             self.mode.reset();
         }
-        self.for_each_nexus(|n, st| {
+        self.for_each_nexus(|_, st| {
             st.prevent = false;
-            if Some(*n) != by {
-                st.ua.clear();
-                st.ua.push(asc);
-            }
+            st.ua.clear();
+            st.ua.push(asc);
         });
         // Resets release SPC-2 reservations; persistent ones survive.
         self.release_scsi2(None);

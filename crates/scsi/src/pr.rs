@@ -184,9 +184,7 @@ fn access(cmd: &Command) -> Access {
         | Command::Reserve
         | Command::Release
         | Command::PreventAllowMediumRemoval { prevent: false } => Access::Always,
-        Command::StartStopUnit(s) if s.start && s.power_condition == 0 && !s.loej => {
-            Access::Always
-        }
+        Command::StartStopUnit(s) if s.start && s.power_condition == 0 && !s.loej => Access::Always,
         Command::Read(_)
         | Command::Verify { .. }
         | Command::PreFetch { .. }
@@ -288,7 +286,11 @@ impl LogicalUnit {
                         .res
                         .as_ref()
                         .is_some_and(|r| r.pr_type.registrants_have_access()));
-            return if exempt { Ok(0) } else { Err(Sense::conflict()) };
+            return if exempt {
+                Ok(0)
+            } else {
+                Err(Sense::conflict())
+            };
         }
         match (reserve, inner.scsi2) {
             (true, Some(h)) if h != req.nexus => return Err(Sense::conflict()),
@@ -513,7 +515,9 @@ fn release(
         return Ok(());
     }
     if Some(res.pr_type) != ty {
-        return Err(Sense::illegal(Asc::INVALID_RELEASE_OF_PERSISTENT_RESERVATION));
+        return Err(Sense::illegal(
+            Asc::INVALID_RELEASE_OF_PERSISTENT_RESERVATION,
+        ));
     }
     st.res = None;
     if res.pr_type.registrants_have_access() {
@@ -550,7 +554,13 @@ fn preempt(
         if !st.regs.iter().any(|r| r.key == sark) {
             return Err(Sense::conflict());
         }
-        remove_matching(st, &me, |r| r.key == sark, Asc::REGISTRATIONS_PREEMPTED, uas);
+        remove_matching(
+            st,
+            &me,
+            |r| r.key == sark,
+            Asc::REGISTRATIONS_PREEMPTED,
+            uas,
+        );
         st.generation = st.generation.wrapping_add(1);
         return Ok(());
     }

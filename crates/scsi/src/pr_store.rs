@@ -187,8 +187,8 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<PrState, PrStoreError> {
         0 => None,
         1 => {
             let holder = r.uint(4)? as usize;
-            let pr_type = PrType::from_u8(r.u8()?)
-                .ok_or(PrStoreError::Corrupt("bad reservation type"))?;
+            let pr_type =
+                PrType::from_u8(r.u8()?).ok_or(PrStoreError::Corrupt("bad reservation type"))?;
             if holder >= regs.len() {
                 return Err(PrStoreError::Corrupt("bad reservation holder"));
             }

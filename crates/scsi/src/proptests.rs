@@ -41,36 +41,72 @@ fn interesting_cdb() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Data-Out buffers: random bytes, or a well-formed PERSISTENT RESERVE
+/// OUT parameter list with small keys (so reservation state builds up).
+fn data_out() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..4096),
+        (0u64..3, 0u64..3, 0u8..16).prop_map(|(rk, sark, flags)| {
+            let mut p = vec![0u8; 24];
+            p[0..8].copy_from_slice(&rk.to_be_bytes());
+            p[8..16].copy_from_slice(&sark.to_be_bytes());
+            p[20] = flags;
+            p
+        }),
+    ]
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(4000))]
+    #![proptest_config(ProptestConfig::with_cases(3000))]
     #[test]
     fn execute_never_panics(
-        cdb in interesting_cdb(),
-        data_out in prop::collection::vec(any::<u8>(), 0..4096),
-        expected_len in prop_oneof![0u32..8192, any::<u32>().prop_map(|x| x % (1 << 20))],
-        nexus in 0u64..3,
+        cmds in prop::collection::vec(
+            (
+                interesting_cdb(),
+                data_out(),
+                prop_oneof![0u32..8192, any::<u32>().prop_map(|x| x % (1 << 20))],
+                0u64..3,
+                1u16..3,
+            ),
+            1..5,
+        ),
         reset in 0u8..8,
         removable in any::<bool>(),
     ) {
         let (lu, _) = lu_with(512, 4096);
         let lu = lu.with_removable(removable);
-        let n = Nexus { id: nexus, relative_port: 1 };
+        lu.set_alua(std::sync::Arc::from(vec![
+            AluaGroup { id: 1, state: AluaState::ActiveOptimized, relative_ports: vec![1] },
+            AluaGroup { id: 2, state: AluaState::Standby, relative_ports: vec![2] },
+        ]));
         if reset == 0 {
             lu.reset(None, ResetKind::TargetCold);
         }
-        let mut data_in = Vec::new();
-        let req = ScsiRequest { cdb: &cdb, data_out: &data_out, expected_len, nexus: n, initiator_port: "iqn.x,i,0x1" };
-        let o = lu.execute(&req, &mut data_in);
-        prop_assert!(data_in.len() as u64 <= u64::from(expected_len));
-        prop_assert!(data_in.len() as u64 <= o.transfer_len);
-        if o.status != ScsiStatus::GOOD {
-            prop_assert!(data_in.is_empty());
-            prop_assert!(!o.sense.is_empty());
+        for (cdb, data_out, expected_len, nexus, rel) in &cmds {
+            let n = Nexus { id: *nexus, relative_port: *rel };
+            let port = format!("iqn.x,i,0x{nexus}");
+            let mut data_in = Vec::new();
+            let req = ScsiRequest {
+                cdb,
+                data_out,
+                expected_len: *expected_len,
+                nexus: n,
+                initiator_port: &port,
+            };
+            let o = lu.execute(&req, &mut data_in);
+            prop_assert!(data_in.len() as u64 <= u64::from(*expected_len));
+            prop_assert!(data_in.len() as u64 <= o.transfer_len);
+            if o.status == ScsiStatus::CHECK_CONDITION {
+                prop_assert!(!o.sense.is_empty());
+            }
+            if o.status != ScsiStatus::GOOD {
+                prop_assert!(data_in.is_empty());
+            }
+            let _ = crate::cdb::Command::parse(cdb);
+            let _ = report_luns(&[0, 1, 70000], &req, &mut data_in);
+            prop_assert!(data_in.len() as u64 <= u64::from(*expected_len));
+            let _ = execute_no_lun(&req, &mut data_in);
+            prop_assert!(data_in.len() as u64 <= u64::from(*expected_len));
         }
-        let _ = crate::cdb::Command::parse(&cdb);
-        let _ = report_luns(&[0, 1, 70000], &req, &mut data_in);
-        prop_assert!(data_in.len() as u64 <= u64::from(expected_len));
-        let _ = execute_no_lun(&req, &mut data_in);
-        prop_assert!(data_in.len() as u64 <= u64::from(expected_len));
     }
 }

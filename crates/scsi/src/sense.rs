@@ -36,6 +36,7 @@ impl Asc {
     pub const WRITE_ERROR: Asc = Asc(0x0C00);
     pub const UNRECOVERED_READ_ERROR: Asc = Asc(0x1100);
     pub const MISCOMPARE_DURING_VERIFY: Asc = Asc(0x1D00);
+    pub const REPORTED_LUNS_DATA_HAS_CHANGED: Asc = Asc(0x3F0E);
     pub const PARAMETER_LIST_LENGTH_ERROR: Asc = Asc(0x1A00);
     pub const INVALID_COMMAND_OPERATION_CODE: Asc = Asc(0x2000);
     pub const LBA_OUT_OF_RANGE: Asc = Asc(0x2100);

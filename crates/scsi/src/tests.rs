@@ -5,16 +5,16 @@ use std::sync::Arc;
 
 use crate::*;
 
-const N1: Nexus = Nexus {
+pub(crate) const N1: Nexus = Nexus {
     id: 1,
     relative_port: 1,
 };
-const N2: Nexus = Nexus {
+pub(crate) const N2: Nexus = Nexus {
     id: 2,
     relative_port: 1,
 };
 
-fn ident() -> LuIdentity {
+pub(crate) fn ident() -> LuIdentity {
     LuIdentity {
         vendor: "IRONSAN".into(),
         product: "VDISK".into(),
@@ -32,34 +32,42 @@ pub(crate) fn lu_with(bs: u32, blocks: u64) -> (LogicalUnit, Arc<MemDevice>) {
     (LogicalUnit::new(dev.clone(), ident()), dev)
 }
 
-fn lu() -> LogicalUnit {
+pub(crate) fn lu() -> LogicalUnit {
     lu_with(512, 2048).0
 }
 
-struct Out {
-    o: ScsiOutcome,
-    data: Vec<u8>,
+pub(crate) struct Out {
+    pub(crate) o: ScsiOutcome,
+    pub(crate) data: Vec<u8>,
 }
 
 impl Out {
-    fn good(&self) -> bool {
+    pub(crate) fn good(&self) -> bool {
         self.o.status == ScsiStatus::GOOD
     }
-    fn sense(&self) -> (u8, u16) {
+    pub(crate) fn sense(&self) -> (u8, u16) {
         let (k, a) = self.o.sense.key_asc().expect("sense");
         (k.0, a.0)
     }
 }
 
-fn run(lu: &LogicalUnit, n: Nexus, cdb: &[u8], data_out: &[u8], expected_len: u32) -> Out {
+pub(crate) fn run(
+    lu: &LogicalUnit,
+    n: Nexus,
+    cdb: &[u8],
+    data_out: &[u8],
+    expected_len: u32,
+) -> Out {
     let mut data = Vec::new();
+    // Each nexus id is its own initiator port (ISID = id).
+    let port = format!("iqn.2024-01.org.test:host,i,0x{:012x}", n.id);
     let o = lu.execute(
         &ScsiRequest {
             cdb,
             data_out,
             expected_len,
             nexus: n,
-            initiator_port: "iqn.2024-01.org.test:host,i,0x000000000001",
+            initiator_port: &port,
         },
         &mut data,
     );
@@ -67,7 +75,7 @@ fn run(lu: &LogicalUnit, n: Nexus, cdb: &[u8], data_out: &[u8], expected_len: u3
     Out { o, data }
 }
 
-fn cdb10(op: u8, b1: u8, lba: u32, len: u16) -> [u8; 10] {
+pub(crate) fn cdb10(op: u8, b1: u8, lba: u32, len: u16) -> [u8; 10] {
     let mut c = [0u8; 10];
     c[0] = op;
     c[1] = b1;
@@ -85,7 +93,7 @@ fn cdb12(op: u8, b1: u8, lba: u32, len: u32) -> [u8; 12] {
     c
 }
 
-fn cdb16(op: u8, b1: u8, lba: u64, len: u32) -> [u8; 16] {
+pub(crate) fn cdb16(op: u8, b1: u8, lba: u64, len: u32) -> [u8; 16] {
     let mut c = [0u8; 16];
     c[0] = op;
     c[1] = b1;
@@ -94,8 +102,8 @@ fn cdb16(op: u8, b1: u8, lba: u64, len: u32) -> [u8; 16] {
     c
 }
 
-const LBA_OOB: (u8, u16) = (5, 0x2100);
-const INVALID_FIELD: (u8, u16) = (5, 0x2400);
+pub(crate) const LBA_OOB: (u8, u16) = (5, 0x2100);
+pub(crate) const INVALID_FIELD: (u8, u16) = (5, 0x2400);
 
 #[test]
 fn logical_unit_is_send_sync() {
@@ -561,6 +569,8 @@ fn unit_attention_on_reset() {
     assert!(run(&lu, N1, &[0; 6], &[], 0).good());
     assert!(run(&lu, N2, &[0; 6], &[], 0).good());
     lu.reset(Some(N1), ResetKind::LogicalUnit);
+    // The requesting nexus gets the unit attention too.
+    assert_eq!(run(&lu, N1, &[0; 6], &[], 0).sense(), (6, 0x2903));
     assert!(run(&lu, N1, &[0; 6], &[], 0).good());
     // INQUIRY is not affected and does not clear it.
     assert!(run(&lu, N2, &[0x12, 0, 0, 0, 36, 0], &[], 36).good());

@@ -8,7 +8,7 @@ use crate::sense::Sense;
 /// Block Limits: MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT.
 pub(crate) const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 /// Block Limits: MAXIMUM UNMAP LBA COUNT (per command).
-pub(crate) const MAX_UNMAP_LBA_COUNT: u32 = 0x0040_0000;
+pub(crate) const MAX_UNMAP_LBA_COUNT: u32 = 1024 * 1024;
 /// Bytes written per device call by WRITE SAME.
 const WRITE_SAME_CHUNK: usize = 1024 * 1024;
 /// At most this many descriptors per GET LBA STATUS.

@@ -143,10 +143,8 @@ impl LogicalUnit {
         }
         for (i, d) in tgts.chunks_exact(32).enumerate() {
             if d[0] != CSCD_IDENTIFICATION {
-                return Err(
-                    Sense::illegal(Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE)
-                        .with_information((16 + i * 32) as u64),
-                );
+                return Err(Sense::illegal(Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE)
+                    .with_information((16 + i * 32) as u64));
             }
         }
         // Split the segment descriptors (4-byte header + DESCRIPTOR LENGTH).
@@ -168,7 +166,9 @@ impl LogicalUnit {
         }
         for d in &seg_list {
             if d[0] != SEG_BLOCK_TO_BLOCK {
-                return Err(Sense::illegal(Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE));
+                return Err(Sense::illegal(
+                    Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE,
+                ));
             }
             if d.len() != 28 {
                 return Err(Sense::invalid_field_in_param_list(18, None));

@@ -75,7 +75,7 @@ impl Drop for LoginSlot {
 
 /// Shared login policy state.
 pub struct LoginGuard {
-    cfg: SecuritySettings,
+    cfg: std::sync::RwLock<SecuritySettings>,
     records: Mutex<HashMap<GuardKey, Record>>,
     pending: Mutex<HashMap<IpAddr, VecDeque<Pending>>>,
     next_id: AtomicU64,
@@ -90,7 +90,7 @@ impl LoginGuard {
     /// A guard applying `cfg`.
     pub fn new(cfg: SecuritySettings) -> Arc<Self> {
         Arc::new(Self {
-            cfg,
+            cfg: std::sync::RwLock::new(cfg),
             records: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -98,9 +98,18 @@ impl LoginGuard {
         })
     }
 
+    fn cfg(&self) -> SecuritySettings {
+        self.cfg.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the policy (live reconfiguration); counters are kept.
+    pub fn set_config(&self, cfg: SecuritySettings) {
+        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+    }
+
     /// The delay before a locked-out attempt is refused.
     pub fn refusal_delay(&self) -> Duration {
-        Duration::from_millis(self.cfg.lockout_delay_ms)
+        Duration::from_millis(self.cfg().lockout_delay_ms)
     }
 
     /// Registers a new connection from `addr`; may evict the oldest pending
@@ -114,7 +123,8 @@ impl LoginGuard {
             id,
             evict: evicted.clone(),
         });
-        while q.len() > self.cfg.max_pending_logins_per_address.max(1) {
+        let cap = self.cfg().max_pending_logins_per_address.max(1);
+        while q.len() > cap {
             if let Some(old) = q.pop_front() {
                 old.evict.notify_one();
             }
@@ -130,7 +140,7 @@ impl LoginGuard {
     /// Takes a login slot, or `None` when the ceiling is reached.
     pub fn admit(self: &Arc<Self>) -> Option<LoginSlot> {
         let n = self.in_progress.fetch_add(1, Ordering::AcqRel);
-        if n >= self.cfg.max_logins_in_progress {
+        if n >= self.cfg().max_logins_in_progress {
             self.in_progress.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
@@ -147,11 +157,12 @@ impl LoginGuard {
 
     /// Counts a failed login; returns true when this failure locks the key out.
     pub fn failure(&self, key: GuardKey, now: Instant) -> bool {
+        let cfg = self.cfg();
         let threshold = match key {
-            GuardKey::Initiator(_) => self.cfg.max_login_failures,
-            GuardKey::Address(_) => self.cfg.max_login_failures_per_address,
+            GuardKey::Initiator(_) => cfg.max_login_failures,
+            GuardKey::Address(_) => cfg.max_login_failures_per_address,
         };
-        let window = Duration::from_secs(self.cfg.login_failure_window);
+        let window = Duration::from_secs(cfg.login_failure_window);
         let mut records = lock(&self.records);
         // Bound the table: forget keys whose failures are all stale.
         if records.len() > 65_536 {
@@ -172,7 +183,7 @@ impl LoginGuard {
         }
         r.failures.push_back(now);
         if r.failures.len() >= threshold.max(1) && !r.locked_until.is_some_and(|u| now < u) {
-            r.locked_until = Some(now + Duration::from_secs(self.cfg.lockout));
+            r.locked_until = Some(now + Duration::from_secs(cfg.lockout));
             r.failures.clear();
             return true;
         }

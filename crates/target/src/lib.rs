@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod budget;
 pub mod config;
+pub mod control;
 pub mod diff;
 pub mod frame;
 pub mod guard;

@@ -1,6 +1,7 @@
 //! Drives the sans-IO login state machine over a connection and applies the
 //! target's configuration: which targets exist, who may log in, how.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,13 +15,13 @@ use iscsi_proto::login::{
 use iscsi_proto::negotiation::{Digest, DigestPolicy, TargetLimits};
 use iscsi_proto::pdu::{encode_login_response, Request};
 use tokio::io::AsyncRead;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 
 use crate::config::{AuthMode, DigestMode, DiscoveryAuth};
 use crate::frame::PduReader;
 use crate::guard::GuardKey;
-use crate::server::{SessionHandle, SessionKey, Shared};
+use crate::server::{SessionCtl, SessionHandle, SessionInfo, SessionKey, Shared};
 use crate::targets::TargetNode;
 use crate::writer::{CmdWindow, Out, OutTx};
 
@@ -37,8 +38,8 @@ pub(crate) struct LoggedIn {
     pub target: Option<Arc<TargetNode>>,
     pub tsih: u16,
     pub key: Option<SessionKey>,
-    /// Notified when a newer login reinstates this session.
-    pub kill: Arc<Notify>,
+    /// Requests from the control plane and from reinstating logins.
+    pub ctl: mpsc::UnboundedReceiver<SessionCtl>,
     /// Set when the session has ended.
     pub done: watch::Sender<bool>,
 }
@@ -78,6 +79,10 @@ impl LoginAuthority for Authority<'_> {
             SessionType::Normal => {
                 let name = target_name.ok_or(LoginStatus::MISSING_PARAMETER)?;
                 let target = self.shared.target(name).ok_or(LoginStatus::NOT_FOUND)?;
+                if target.draining.load(std::sync::atomic::Ordering::Acquire) {
+                    // Storage is being removed: come back later.
+                    return Err(LoginStatus::SERVICE_UNAVAILABLE);
+                }
                 let view = target.view();
                 let acl = view
                     .acl_for(initiator_name)
@@ -123,7 +128,7 @@ impl Authority<'_> {
     }
 
     fn discovery_policy(&self, initiator: &str) -> Result<AuthPolicy, LoginStatus> {
-        let d = &self.shared.discovery;
+        let d = self.shared.discovery();
         match (d.auth, &d.chap_user, &d.chap_secret) {
             (DiscoveryAuth::None, _, _) => Ok(AuthPolicy::None),
             (DiscoveryAuth::Chap, Some(user), Some(secret)) => {
@@ -166,7 +171,7 @@ impl Authority<'_> {
 }
 
 fn limits(shared: &Shared) -> TargetLimits {
-    let s = &shared.settings;
+    let s = shared.settings();
     TargetLimits {
         max_recv_data_segment_length: s.max_recv_data_segment_length,
         max_burst_length: s.max_burst_length,
@@ -186,6 +191,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     tx: &OutTx,
     window: &CmdWindow,
     peer: SocketAddr,
+    local: SocketAddr,
 ) -> Result<LoggedIn, ()> {
     let mut machine = TargetLogin::new(limits(shared), Default::default());
     let authority = Authority {
@@ -225,7 +231,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
         let mut outcome = std::mem::replace(&mut step.outcome, LoginOutcome::Continue);
         let mut done = None;
         if let LoginOutcome::Complete(result) = outcome {
-            match admit(shared, *result).await {
+            match admit(shared, *result, peer, local).await {
                 Ok(logged_in) => {
                     step.header.tsih = logged_in.tsih;
                     done = Some(logged_in);
@@ -370,17 +376,20 @@ async fn failed(
 async fn admit(
     shared: &Shared,
     result: LoginResult,
+    peer: SocketAddr,
+    local: SocketAddr,
 ) -> Result<LoggedIn, (LoginStatus, LoginResult)> {
     if result.session_type == SessionType::Discovery {
         let tsih = shared.alloc_tsih();
         let (done, _) = watch::channel(false);
+        let (_, ctl) = mpsc::unbounded_channel();
         return Ok(LoggedIn {
             mutual: result.mutual,
             result,
             target: None,
             tsih,
             key: None,
-            kill: Arc::new(Notify::new()),
+            ctl,
             done,
         });
     }
@@ -418,20 +427,22 @@ async fn admit(
     let old = shared.sessions.lock().ok().and_then(|mut s| s.remove(&key));
     if let Some(old) = old {
         info!(initiator = %result.initiator_name, tsih = old.tsih, "reinstating session");
-        old.kill.notify_one();
+        let _ = old.ctl.send(SessionCtl::Reinstated);
         let mut done = old.done;
         let _ = tokio::time::timeout(REINSTATE_WAIT, done.wait_for(|d| *d)).await;
     }
     let tsih = shared.alloc_tsih();
-    let kill = Arc::new(Notify::new());
+    let (ctl_tx, ctl) = mpsc::unbounded_channel();
     let (done, done_rx) = watch::channel(false);
+    let info = session_info(&result, &target.iqn, tsih, peer, local);
     if let Ok(mut sessions) = shared.sessions.lock() {
         sessions.insert(
             key.clone(),
             SessionHandle {
                 tsih,
-                kill: kill.clone(),
+                ctl: ctl_tx,
                 done: done_rx,
+                info,
             },
         );
     }
@@ -441,7 +452,62 @@ async fn admit(
         target: Some(target),
         tsih,
         key: Some(key),
-        kill,
+        ctl,
         done,
     })
+}
+
+fn session_info(
+    r: &LoginResult,
+    target: &str,
+    tsih: u16,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> SessionInfo {
+    let p = &r.params;
+    let digest = |d: Digest| {
+        if d == Digest::Crc32c {
+            "CRC32C"
+        } else {
+            "None"
+        }
+        .to_string()
+    };
+    let yes_no = |b: bool| if b { "Yes" } else { "No" }.to_string();
+    let params = BTreeMap::from([
+        ("HeaderDigest", digest(p.header_digest)),
+        ("DataDigest", digest(p.data_digest)),
+        (
+            "MaxRecvDataSegmentLength",
+            p.max_recv_data_segment_length.to_string(),
+        ),
+        (
+            "TargetMaxRecvDataSegmentLength",
+            p.target_max_recv_data_segment_length.to_string(),
+        ),
+        ("MaxBurstLength", p.max_burst_length.to_string()),
+        ("FirstBurstLength", p.first_burst_length.to_string()),
+        ("InitialR2T", yes_no(p.initial_r2t)),
+        ("ImmediateData", yes_no(p.immediate_data)),
+        ("MaxOutstandingR2T", p.max_outstanding_r2t.to_string()),
+        ("ErrorRecoveryLevel", p.error_recovery_level.to_string()),
+    ]);
+    SessionInfo {
+        tsih,
+        initiator: r.initiator_name.clone(),
+        isid: r.isid.iter().map(|b| format!("{b:02x}")).collect(),
+        target: target.to_string(),
+        peer: peer.to_string(),
+        portal: local.to_string(),
+        since: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        auth: match (&r.chap_user, r.mutual) {
+            (None, _) => "none",
+            (Some(_), false) => "chap",
+            (Some(_), true) => "mutual-chap",
+        },
+        params,
+    }
 }

@@ -1,6 +1,6 @@
 //! Portals, the live target set, the session table and the daemon's lifecycle.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 use tracing::{info, warn};
 
 use crate::audit::Audit;
@@ -59,18 +59,53 @@ pub(crate) type SessionKey = (String, [u8; 6], String);
 /// What the table keeps of a live session.
 pub(crate) struct SessionHandle {
     pub tsih: u16,
-    pub kill: Arc<Notify>,
+    pub ctl: mpsc::UnboundedSender<SessionCtl>,
     pub done: watch::Receiver<bool>,
+    pub info: SessionInfo,
+}
+
+/// Requests to a running session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SessionCtl {
+    /// A new login of the same initiator port replaces this session: close now.
+    Reinstated,
+    /// Ask the initiator to log out (Async Message), close if it has not within the grace.
+    Logout,
+    /// Close after telling the initiator why (Async Message: connection will drop).
+    Drop,
+}
+
+/// Who is logged in where (the management API's session list).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SessionInfo {
+    /// Target session identifying handle.
+    pub tsih: u16,
+    /// Initiator name.
+    pub initiator: String,
+    /// Initiator session id, hex.
+    pub isid: String,
+    /// Target name.
+    pub target: String,
+    /// Initiator address.
+    pub peer: String,
+    /// Portal the session arrived on.
+    pub portal: String,
+    /// Login time, seconds since the Unix epoch.
+    pub since: u64,
+    /// Authentication: `none`, `chap` or `mutual-chap`.
+    pub auth: &'static str,
+    /// Negotiated keys.
+    pub params: BTreeMap<&'static str, String>,
 }
 
 /// State shared by every connection.
 pub struct Shared {
-    pub(crate) settings: IscsiSettings,
-    pub(crate) discovery: Discovery,
+    settings: RwLock<Arc<IscsiSettings>>,
+    discovery: RwLock<Arc<Discovery>>,
     pub(crate) targets: RwLock<Vec<Arc<TargetNode>>>,
     /// The configuration being served (what `config show` prints).
     pub(crate) config: RwLock<Config>,
-    pub(crate) portals: Vec<SocketAddr>,
+    portals: Mutex<BTreeMap<String, Portal>>,
     pub(crate) sessions: Mutex<HashMap<SessionKey, SessionHandle>>,
     next_tsih: AtomicU16,
     next_nexus: AtomicU64,
@@ -81,9 +116,99 @@ pub struct Shared {
     pub(crate) budget: Arc<MemoryBudget>,
     connections: AtomicUsize,
     idle: Notify,
+    /// Serializes live reconfiguration.
+    pub(crate) apply_lock: tokio::sync::Mutex<()>,
+    /// Fingerprint of the configuration file the live state grew from.
+    pub(crate) live_seed: Mutex<String>,
+}
+
+/// A listening portal and its accept loop.
+struct Portal {
+    addr: SocketAddr,
+    listener: Arc<TcpListener>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn read<T: ?Sized>(l: &RwLock<Arc<T>>) -> Arc<T> {
+    l.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 impl Shared {
+    /// Protocol settings for new connections.
+    pub(crate) fn settings(&self) -> Arc<IscsiSettings> {
+        read(&self.settings)
+    }
+
+    /// Discovery settings for new logins.
+    pub(crate) fn discovery(&self) -> Arc<Discovery> {
+        read(&self.discovery)
+    }
+
+    /// Replaces the settings new connections and logins use.
+    pub(crate) fn set_settings(&self, iscsi: IscsiSettings, discovery: Discovery) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(iscsi);
+        *self.discovery.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(discovery);
+    }
+
+    /// The bound portal addresses.
+    pub(crate) fn portal_addrs(&self) -> Vec<SocketAddr> {
+        self.portals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|p| p.addr)
+            .collect()
+    }
+
+    /// Starts serving a bound listener as portal `name` (its config string).
+    pub(crate) fn add_portal(
+        self: &Arc<Self>,
+        name: String,
+        addr: SocketAddr,
+        listener: TcpListener,
+    ) {
+        let listener = Arc::new(listener);
+        let task = tokio::spawn(accept_loop(listener.clone(), self.clone()));
+        let old = self
+            .portals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(
+                name,
+                Portal {
+                    addr,
+                    listener,
+                    task,
+                },
+            );
+        if let Some(old) = old {
+            old.task.abort();
+        }
+    }
+
+    /// Stops accepting on portal `name`; its sessions keep running.
+    pub(crate) fn remove_portal(&self, name: &str) {
+        if let Some(p) = self
+            .portals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+        {
+            p.task.abort();
+            info!(portal = %p.addr, "portal closed");
+        }
+    }
+
+    /// The listening sockets' descriptors, to hand to a successor process.
+    pub(crate) fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        let portals = self.portals.lock().unwrap_or_else(|p| p.into_inner());
+        portals
+            .values()
+            .map(|p| (p.addr, p.listener.as_raw_fd()))
+            .collect()
+    }
+
     /// The target named `name` (names compare case-insensitively).
     pub(crate) fn target(&self, name: &str) -> Option<Arc<TargetNode>> {
         self.targets()
@@ -117,6 +242,18 @@ impl Shared {
         }
     }
 
+    /// The live sessions of `target` (all targets when `None`).
+    pub(crate) fn sessions_of(&self, target: Option<&str>) -> Vec<SessionInfo> {
+        let sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<SessionInfo> = sessions
+            .values()
+            .filter(|h| target.is_none_or(|t| h.info.target.eq_ignore_ascii_case(t)))
+            .map(|h| h.info.clone())
+            .collect();
+        out.sort_by_key(|i| i.tsih);
+        out
+    }
+
     /// A stable identifier for the I_T nexus, reused when the same initiator
     /// port logs in again (so per-nexus SCSI state follows reinstatement).
     pub(crate) fn nexus_id(&self, key: &SessionKey) -> u64 {
@@ -132,12 +269,11 @@ impl Shared {
 /// A running target daemon.
 pub struct Server {
     shared: Arc<Shared>,
-    listeners: Vec<TcpListener>,
     shutdown_tx: watch::Sender<bool>,
 }
 
 /// Listening sockets, bound before the daemon opens its storage.
-pub struct Listeners(Vec<(SocketAddr, std::net::TcpListener)>);
+pub struct Listeners(Vec<(String, SocketAddr, std::net::TcpListener)>);
 
 impl Listeners {
     /// Binds every portal, reusing an inherited socket for an address when
@@ -167,9 +303,13 @@ impl Listeners {
             };
             let addr = l.local_addr().map_err(err)?;
             info!(portal = %addr, "listening");
-            out.push((addr, l));
+            out.push((p.clone(), addr, l));
         }
         Ok(Self(out))
+    }
+
+    pub(crate) fn into_parts(self) -> Vec<(String, SocketAddr, std::net::TcpListener)> {
+        self.0
     }
 }
 
@@ -209,28 +349,13 @@ impl Server {
                 ))
             })
             .collect::<Result<Vec<_>, ServerError>>()?;
-        let mut portals = Vec::new();
-        let mut bound = Vec::new();
-        for (addr, l) in listeners.0 {
-            l.set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(l))
-                .map(|l| {
-                    portals.push(addr);
-                    bound.push(l);
-                })
-                .map_err(|source| ServerError::Bind {
-                    addr: addr.to_string(),
-                    source,
-                })?;
-        }
-        let listeners = bound;
         let (shutdown_tx, shutdown) = watch::channel(false);
         let shared = Arc::new(Shared {
-            settings: cfg.iscsi.clone(),
-            discovery: cfg.discovery.clone(),
+            settings: RwLock::new(Arc::new(cfg.iscsi.clone())),
+            discovery: RwLock::new(Arc::new(cfg.discovery.clone())),
             targets: RwLock::new(targets),
             config: RwLock::new(cfg.clone()),
-            portals,
+            portals: Mutex::new(BTreeMap::new()),
             sessions: Mutex::new(HashMap::new()),
             next_tsih: AtomicU16::new(1),
             next_nexus: AtomicU64::new(1),
@@ -241,28 +366,33 @@ impl Server {
             budget: MemoryBudget::new(parse_size(&cfg.iscsi.io_memory).unwrap_or(1 << 30)),
             connections: AtomicUsize::new(0),
             idle: Notify::new(),
+            apply_lock: tokio::sync::Mutex::new(()),
+            live_seed: Mutex::new(String::new()),
         });
+        for (name, addr, l) in listeners.0 {
+            let l = l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map_err(|source| ServerError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            shared.add_portal(name, addr, l);
+        }
         Ok(Self {
             shared,
-            listeners,
             shutdown_tx,
         })
     }
 
     /// The bound portal addresses (with real ports when 0 was configured).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.shared.portals.clone()
+        self.shared.portal_addrs()
     }
 
-    /// The listening sockets' descriptors, to hand to a successor process.
-    pub fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
-        use std::os::fd::AsRawFd;
-        self.shared
-            .portals
-            .iter()
-            .copied()
-            .zip(self.listeners.iter().map(|l| l.as_raw_fd()))
-            .collect()
+    /// A handle for live reconfiguration and inspection.
+    pub fn control(&self) -> crate::control::Control {
+        crate::control::Control::new(self.shared.clone())
     }
 
     /// A handle that stops the server.
@@ -275,18 +405,20 @@ impl Server {
     pub async fn run(self) {
         let Self {
             shared,
-            listeners,
             shutdown_tx,
         } = self;
-        let mut accepters = Vec::new();
-        for l in listeners {
-            accepters.push(tokio::spawn(accept_loop(l, shared.clone())));
-        }
         let mut stop = shutdown_tx.subscribe();
         let _ = stop.wait_for(|s| *s).await;
         info!("stopping: no new connections, asking initiators to log out");
-        for a in &accepters {
-            a.abort();
+        let names: Vec<String> = shared
+            .portals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for name in names {
+            shared.remove_portal(&name);
         }
         let drained = tokio::time::timeout(LOGOUT_GRACE + STOP_BOUND, async {
             while shared.connections.load(Ordering::Acquire) > 0 {
@@ -320,7 +452,7 @@ pub(crate) fn logout_grace() -> Duration {
     LOGOUT_GRACE
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

@@ -23,10 +23,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
+use crate::config::IscsiSettings;
 use crate::frame::{FrameError, PduReader};
 use crate::login::{self, LoggedIn, LOGIN_MAX_DATA};
 use crate::scsi_task::PendingWrite;
-use crate::server::{logout_grace, Shared};
+use crate::server::{logout_grace, SessionCtl, Shared};
 use crate::targets::{LunRef, TargetNode};
 use crate::text::TextState;
 use crate::writer::{self, BufPool, CmdWindow, Out, OutTx, SendParams};
@@ -74,6 +75,8 @@ pub(crate) enum Flow {
 /// The full feature phase state of a session.
 pub(crate) struct Session {
     pub shared: Arc<Shared>,
+    /// The protocol settings in force when the session started.
+    pub settings: Arc<IscsiSettings>,
     pub target: Option<Arc<TargetNode>>,
     pub initiator: String,
     /// Initiator port name (`InitiatorName,i,0x<ISID>`): the TransportID
@@ -105,15 +108,16 @@ pub(crate) async fn run_connection(
     local: SocketAddr,
 ) {
     let (rd, wr) = stream.into_split();
-    let window = Arc::new(CmdWindow::new(0, shared.settings.queue_depth));
+    let settings = shared.settings();
+    let window = Arc::new(CmdWindow::new(0, settings.queue_depth));
     let pool = Arc::new(BufPool::default());
     let (tx, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(wr, rx, window.clone(), pool.clone(), 1));
     let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
-    let login_time = Duration::from_secs(u64::from(shared.settings.login_timeout));
+    let login_time = Duration::from_secs(u64::from(settings.login_timeout));
     let pending = shared.guard.connection(peer.ip());
     let logged_in = tokio::select! {
-        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer)) => match r {
+        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer, local)) => match r {
             Ok(Ok(l)) => Some(l),
             Ok(Err(())) => None,
             Err(_) => {
@@ -165,7 +169,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         target,
         tsih,
         key,
-        kill,
+        mut ctl,
         done,
         ..
     } = logged_in;
@@ -186,6 +190,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     };
     let mut session = Session {
         shared: shared.clone(),
+        settings: shared.settings(),
         lun_mask: lun_mask(target.as_ref(), &result.initiator_name),
         target,
         initiator: result.initiator_name.clone(),
@@ -214,7 +219,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         last_rx: Instant::now(),
     };
     let discovery = result.session_type == SessionType::Discovery;
-    session.serve(reader, &kill, discovery).await;
+    session.serve(reader, &mut ctl, discovery).await;
     session.abort_pending(None);
     session.running.wait_idle().await;
     if let Some(target) = &session.target {
@@ -243,7 +248,7 @@ impl Session {
     async fn serve<R: AsyncRead + Unpin>(
         &mut self,
         reader: &mut PduReader<R>,
-        kill: &Notify,
+        ctl: &mut mpsc::UnboundedReceiver<SessionCtl>,
         discovery: bool,
     ) {
         let mut shutdown = self.shared.shutdown.clone();
@@ -267,19 +272,29 @@ impl Session {
                         return;
                     }
                 }
-                _ = kill.notified() => {
-                    info!(initiator = %self.initiator, "session reinstated by a new login; closing the old one");
-                    return;
-                }
+                Some(request) = ctl.recv() => match request {
+                    SessionCtl::Reinstated => {
+                        info!(initiator = %self.initiator, "session reinstated by a new login; closing the old one");
+                        return;
+                    }
+                    SessionCtl::Logout if logout_deadline.is_none() => {
+                        logout_deadline = Some(Instant::now() + self.request_logout());
+                    }
+                    SessionCtl::Logout => {}
+                    SessionCtl::Drop => {
+                        info!(initiator = %self.initiator, "closing the session on request");
+                        let t2w = self.params.default_time2wait.min(3600) as u16;
+                        let bhs = encode_async(0, AsyncEvent::CONNECTION_DROP, [0, t2w, 0], 0);
+                        self.send(bhs, Vec::new(), true);
+                        return;
+                    }
+                },
                 changed = shutdown.changed(), if logout_deadline.is_none() => {
                     let stopping = changed.is_err() || *shutdown.borrow_and_update();
                     if !stopping {
                         continue;
                     }
-                    let grace = logout_grace();
-                    let bhs = encode_async(0, AsyncEvent::LOGOUT_REQUESTED, [0, 0, grace.as_secs() as u16], 0);
-                    self.send(bhs, Vec::new(), true);
-                    logout_deadline = Some(Instant::now() + grace);
+                    logout_deadline = Some(Instant::now() + self.request_logout());
                 }
                 _ = tick.tick() => {
                     if logout_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -294,9 +309,22 @@ impl Session {
         }
     }
 
+    /// Sends the Async Message asking for logout; returns the grace period.
+    fn request_logout(&self) -> Duration {
+        let grace = logout_grace();
+        let bhs = encode_async(
+            0,
+            AsyncEvent::LOGOUT_REQUESTED,
+            [0, 0, grace.as_secs() as u16],
+            0,
+        );
+        self.send(bhs, Vec::new(), true);
+        grace
+    }
+
     /// Pings an idle initiator; false when it stopped answering.
     fn keepalive(&mut self) -> bool {
-        let s = &self.shared.settings;
+        let s = &self.settings;
         if s.nop_in_interval == 0 {
             return true;
         }

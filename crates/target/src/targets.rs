@@ -1,6 +1,7 @@
 //! Targets as the runtime serves them, and opening their logical units.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use scsi::{FileDevice, LogicalUnit, LuIdentity};
@@ -15,6 +16,8 @@ pub struct TargetNode {
     /// Target name.
     pub iqn: String,
     view: RwLock<Arc<TargetView>>,
+    /// Set while a drain removes storage: new logins are told to retry later.
+    pub(crate) draining: AtomicBool,
     /// LUNs removed by force, with the nexuses already told so: their first
     /// command gets a unit attention, later ones LOGICAL UNIT NOT SUPPORTED.
     removed: Mutex<HashMap<u64, HashSet<u64>>>,
@@ -53,6 +56,7 @@ impl TargetNode {
         Arc::new(Self {
             iqn: spec.iqn.clone(),
             view: RwLock::new(Arc::new(TargetView { spec, luns })),
+            draining: AtomicBool::new(false),
             removed: Mutex::new(HashMap::new()),
         })
     }

@@ -90,7 +90,7 @@ impl Session {
         });
         for t in visible {
             push_pair(out, "TargetName", &t.iqn);
-            for portal in &self.shared.portals {
+            for portal in &self.shared.portal_addrs() {
                 let addr = advertised(*portal, self.local);
                 push_pair(out, "TargetAddress", &format!("{addr},{PORTAL_GROUP_TAG}"));
             }

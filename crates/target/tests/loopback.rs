@@ -1,5 +1,5 @@
-//! Loopback integration tests: a real target on 127.0.0.1 driven by the test
-//! initiator in `common::client`, over TCP, with file-backed LUNs.
+//! Loopback integration tests: a real target on 127.0.0.1 driven by the
+//! `ironsan-initiator` client, over TCP, with file-backed LUNs.
 
 mod common;
 
@@ -50,7 +50,7 @@ async fn assert_content(client: &mut Client, lba: u32, expected: &[u8]) {
     assert!(r.data == expected, "unexpected content at LBA {lba}");
 }
 
-async fn assert_closed_promptly(client: &mut Client) -> Vec<common::client::Pdu> {
+async fn assert_closed_promptly(client: &mut Client) -> Vec<initiator::Pdu> {
     tokio::time::timeout(CLOSE_BOUND, client.wait_closed())
         .await
         .expect("the target did not close the connection in time")
@@ -280,7 +280,7 @@ async fn oversized_data_segment_closes_connection() {
             edtl: 16 << 20,
             cmd_sn: c.cmd_sn(),
             exp_stat_sn: c.exp_stat_sn(),
-            cdb: common::client::write10(0, 32768),
+            cdb: initiator::write10(0, 32768),
         }
         .encode();
         bhs.set_data_segment_len(16 << 20);
@@ -474,6 +474,9 @@ async fn task_management_lun_reset_and_abort_unknown_task() {
             .expect("LUN RESET of an unmapped LUN");
         assert_eq!(missing, 2, "LUN DOES NOT EXIST expected");
 
+        // The reset left a unit attention for every nexus, this one too (SAM-5 6.6).
+        let tur = c.command(0, [0u8; 16], 0, &[]).await.expect("TEST UNIT READY");
+        assert_eq!(tur.sense_code(), Some((0x06, 0x29, 0x03)), "{tur:?}");
         write_and_verify(&mut c, 0, &pattern(17, 4096)).await;
         assert_eq!(c.logout().await.expect("logout"), 0);
     })

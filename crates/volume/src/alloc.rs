@@ -118,7 +118,12 @@ impl Allocator {
         }
         let end = start + len;
         if end > self.hwm {
-            error!(start, len, hwm = self.hwm, "freeing blocks beyond the high-water mark");
+            error!(
+                start,
+                len,
+                hwm = self.hwm,
+                "freeing blocks beyond the high-water mark"
+            );
             return;
         }
         let prev = self.free.range(..end).next_back().map(|(&s, &l)| (s, l));
@@ -174,7 +179,10 @@ mod tests {
     fn from_used_gaps() {
         let a = Allocator::from_used(vec![5, 1, 2, 9, 2], None);
         assert_eq!(a.hwm, 10);
-        assert_eq!(a.free.iter().map(|(&s, &l)| (s, l)).collect::<Vec<_>>(), vec![(0, 1), (3, 2), (6, 3)]);
+        assert_eq!(
+            a.free.iter().map(|(&s, &l)| (s, l)).collect::<Vec<_>>(),
+            vec![(0, 1), (3, 2), (6, 3)]
+        );
         assert_eq!(a.used_blocks(), 4);
         check(&a);
         let e = Allocator::from_used(vec![], None);

@@ -265,8 +265,7 @@ pub(crate) struct Catalog {
 
 pub(crate) fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
@@ -312,7 +311,9 @@ fn free_all(entries: impl FnOnce(&mut dyn FnMut(u64, Ptr)), ctx: &mut ApplyCtx) 
 
 impl Catalog {
     pub fn vol(&self, name: &str) -> Result<&Vol> {
-        self.vols.get(name).ok_or_else(|| nf(&format!("volume {name}")))
+        self.vols
+            .get(name)
+            .ok_or_else(|| nf(&format!("volume {name}")))
     }
 
     fn snap(&self, vol: &str, snap: &str) -> Result<&SnapMeta> {
@@ -373,7 +374,11 @@ impl Catalog {
     pub fn validate(&self, op: &Op) -> Result<()> {
         match op {
             Op::Data { layer, .. } => {
-                if !self.vols.values().any(|v| v.state.read_gate().head.id == *layer) {
+                if !self
+                    .vols
+                    .values()
+                    .any(|v| v.state.read_gate().head.id == *layer)
+                {
                     return Err(VolumeError::corrupt(format!(
                         "data record for unknown head layer {layer}"
                     )));
@@ -451,14 +456,17 @@ impl Catalog {
                         .iter()
                         .map(|c| match c {
                             Child::Head(v) => v.clone(),
-                            Child::Frozen(id) => {
-                                self.snapshot_name(*id).unwrap_or_else(|| format!("layer {id}"))
-                            }
+                            Child::Frozen(id) => self
+                                .snapshot_name(*id)
+                                .unwrap_or_else(|| format!("layer {id}")),
                         })
                         .collect();
                     return Err(VolumeError::new(
                         ErrorKind::HasClones,
-                        format!("snapshot {vol}@{snap} is the origin of {}", clones.join(", ")),
+                        format!(
+                            "snapshot {vol}@{snap} is the origin of {}",
+                            clones.join(", ")
+                        ),
                     ));
                 }
             }
@@ -559,7 +567,9 @@ impl Catalog {
                     }
                 }
                 ch.size = *size;
-                vol.state.size.store(*size, std::sync::atomic::Ordering::SeqCst);
+                vol.state
+                    .size
+                    .store(*size, std::sync::atomic::Ordering::SeqCst);
             }
             Op::DeleteVolume { name } => {
                 let vol = self
@@ -641,7 +651,9 @@ impl Catalog {
                     free_all(|f| head.for_each(f), ctx);
                     ch.head = Arc::new(Head::new(*new_head));
                     ch.size = size;
-                    v.state.size.store(size, std::sync::atomic::Ordering::SeqCst);
+                    v.state
+                        .size
+                        .store(size, std::sync::atomic::Ordering::SeqCst);
                 }
                 self.bump_layer(*new_head);
             }

@@ -300,7 +300,10 @@ pub(crate) fn decode(buf: &[u8], what: &str) -> Result<(u64, Catalog)> {
                         ));
                     }
                     if maps.contains_key(&v.head) {
-                        return Err(VolumeError::corrupt(format!("{ctx}: head layer {} is also frozen", v.head)));
+                        return Err(VolumeError::corrupt(format!(
+                            "{ctx}: head layer {} is also frozen",
+                            v.head
+                        )));
                     }
                     maps.insert(v.head, (0..SHARDS).map(|_| ChunkMap::default()).collect());
                     vols.push(v);
@@ -324,7 +327,9 @@ pub(crate) fn decode(buf: &[u8], what: &str) -> Result<(u64, Catalog)> {
         }
     }
     if !have_catalog {
-        return Err(VolumeError::corrupt(format!("checkpoint {what}: no catalog section")));
+        return Err(VolumeError::corrupt(format!(
+            "checkpoint {what}: no catalog section"
+        )));
     }
     for (id, parent) in frozen_meta {
         let m = maps.remove(&id).unwrap_or_default();
@@ -387,7 +392,15 @@ mod tests {
             Op::Data {
                 layer: 1,
                 recs: (0..100_000u64)
-                    .map(|c| (c * 3, Some(Ptr::Data { phys: c, crc: c as u32 })))
+                    .map(|c| {
+                        (
+                            c * 3,
+                            Some(Ptr::Data {
+                                phys: c,
+                                crc: c as u32,
+                            }),
+                        )
+                    })
                     .collect(),
             },
             Op::Snapshot {
@@ -398,7 +411,16 @@ mod tests {
             },
             Op::Data {
                 layer: 2,
-                recs: vec![(3, Some(Ptr::Zero)), (7, Some(Ptr::Data { phys: 200_000, crc: 1 }))],
+                recs: vec![
+                    (3, Some(Ptr::Zero)),
+                    (
+                        7,
+                        Some(Ptr::Data {
+                            phys: 200_000,
+                            crc: 1,
+                        }),
+                    ),
+                ],
             },
         ];
         for op in &ops {
@@ -408,8 +430,13 @@ mod tests {
     }
 
     fn image(cat: &Catalog, seq: u64) -> Vec<u8> {
-        let guards: Vec<_> = cat.vols.iter().map(|(n, v)| (n.clone(), v.state.read_gate())).collect();
-        let chains: HashMap<String, &Chain> = guards.iter().map(|(n, g)| (n.clone(), &**g)).collect();
+        let guards: Vec<_> = cat
+            .vols
+            .iter()
+            .map(|(n, v)| (n.clone(), v.state.read_gate()))
+            .collect();
+        let chains: HashMap<String, &Chain> =
+            guards.iter().map(|(n, g)| (n.clone(), &**g)).collect();
         encode(cat, &chains, seq).unwrap()
     }
 
@@ -427,7 +454,13 @@ mod tests {
         assert_eq!(ch.parents[0].len(), 100_000);
         assert_eq!(ch.lookup(3), Some(Ptr::Zero));
         assert_eq!(ch.lookup(6), Some(Ptr::Data { phys: 2, crc: 2 }));
-        assert_eq!(ch.lookup(7), Some(Ptr::Data { phys: 200_000, crc: 1 }));
+        assert_eq!(
+            ch.lookup(7),
+            Some(Ptr::Data {
+                phys: 200_000,
+                crc: 1
+            })
+        );
         assert_eq!(v.snaps["s1"].layer, 1);
         // Re-encoding gives the same image (deterministic order per section
         // is not guaranteed for hash maps, so compare sizes and content).
@@ -442,8 +475,14 @@ mod tests {
         let mut bad = img.clone();
         let at = img.len() / 2;
         bad[at] ^= 0x10;
-        let e = decode(&bad, "ckpt.0").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("checksum mismatch") && e.contains("ckpt.0"), "{e}");
+        let e = decode(&bad, "ckpt.0")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("checksum mismatch") && e.contains("ckpt.0"),
+            "{e}"
+        );
         let (_, _, errs) = sections(&bad);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].contains("layer 1"), "{errs:?}");

@@ -89,12 +89,21 @@ impl VolumeDevice {
             phys,
             "{detail}"
         );
-        DeviceError::new(DeviceErrorKind::Checksum, op, lba)
-            .with_detail(format_args!("volume {} block {phys}: {detail}", self.vs.name))
+        DeviceError::new(DeviceErrorKind::Checksum, op, lba).with_detail(format_args!(
+            "volume {} block {phys}: {detail}",
+            self.vs.name
+        ))
     }
 
     /// Slow path after a failed verification of `chunk` read via `seen`.
-    fn reverify(&self, op: DeviceOp, chain: &Chain, chunk: u64, dst: &mut [u8], seen: Ptr) -> Result<(), DeviceError> {
+    fn reverify(
+        &self,
+        op: DeviceOp,
+        chain: &Chain,
+        chunk: u64,
+        dst: &mut [u8],
+        seen: Ptr,
+    ) -> Result<(), DeviceError> {
         let mut cur = seen;
         for _ in 0..8 {
             let now = chain.lookup(chunk);
@@ -124,7 +133,13 @@ impl VolumeDevice {
     }
 
     /// Read whole chunks starting at `first` into `out` (multiple of CHUNK).
-    fn read_aligned(&self, op: DeviceOp, chain: &Chain, first: u64, out: &mut [u8]) -> Result<(), DeviceError> {
+    fn read_aligned(
+        &self,
+        op: DeviceOp,
+        chain: &Chain,
+        first: u64,
+        out: &mut [u8],
+    ) -> Result<(), DeviceError> {
         let n = out.len() / CHUNK;
         let mut i = 0;
         let mut crcs = [0u32; MAX_RUN];
@@ -169,7 +184,10 @@ impl VolumeDevice {
                 let dst = &mut buf[k * CHUNK..(k + 1) * CHUNK];
                 let b = phys + k as u64;
                 if !ok_read || block_crc(b, dst) != crcs[k] {
-                    let seen = Ptr::Data { phys: b, crc: crcs[k] };
+                    let seen = Ptr::Data {
+                        phys: b,
+                        crc: crcs[k],
+                    };
                     if !ok_read {
                         // Short read: retry this block alone.
                         if self.pool.data.read_exact_at(dst, b * CHUNK_U64).is_ok()
@@ -256,7 +274,12 @@ impl VolumeDevice {
                 for m in 0..len {
                     let phys = start + m;
                     let crc = block_crc(phys, chunk(k));
-                    let t = self.install(chain, first + k as u64, Some(Ptr::Data { phys, crc }), false);
+                    let t = self.install(
+                        chain,
+                        first + k as u64,
+                        Some(Ptr::Data { phys, crc }),
+                        false,
+                    );
                     ticket = ticket.max(t);
                     k += 1;
                 }
@@ -335,6 +358,10 @@ impl BlockDevice for VolumeDevice {
         // Leading partial chunk, aligned middle, trailing partial chunk.
         let head = ((CHUNK_U64 - off % CHUNK_U64) % CHUNK_U64) as usize;
         let head = head.min(len);
+        if head == 0 && len % CHUNK == 0 {
+            // Common case (4K-aligned I/O): straight into the caller's buffer.
+            return self.read_aligned(op, &chain, off / CHUNK_U64, buf);
+        }
         let mut tmp = [0u8; CHUNK];
         if head > 0 {
             let c = off / CHUNK_U64;
@@ -358,20 +385,26 @@ impl BlockDevice for VolumeDevice {
 
     fn write_blocks(&self, lba: u64, buf: &[u8], fua: bool) -> Result<(), DeviceError> {
         let op = DeviceOp::Write;
-        self.pool.check_failed().map_err(|e| Self::io_err(op, lba, e))?;
+        self.pool
+            .check_failed()
+            .map_err(|e| Self::io_err(op, lba, e))?;
         let ticket = {
             let chain = self.vs.read_gate();
             let off = self.range(op, lba, buf.len() as u64, &chain)?;
             self.write_bytes(&chain, off, buf)?
         };
         if fua {
-            self.pool.commit_upto(ticket).map_err(|e| Self::io_err(op, lba, e))?;
+            self.pool
+                .commit_upto(ticket)
+                .map_err(|e| Self::io_err(op, lba, e))?;
         }
         Ok(())
     }
 
     fn flush(&self) -> Result<(), DeviceError> {
-        self.pool.flush().map_err(|e| Self::io_err(DeviceOp::Flush, 0, e))
+        self.pool
+            .flush()
+            .map_err(|e| Self::io_err(DeviceOp::Flush, 0, e))
     }
 
     fn is_thin(&self) -> bool {
@@ -380,7 +413,9 @@ impl BlockDevice for VolumeDevice {
 
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), DeviceError> {
         let op = DeviceOp::Write;
-        self.pool.check_failed().map_err(|e| Self::io_err(op, lba, e))?;
+        self.pool
+            .check_failed()
+            .map_err(|e| Self::io_err(op, lba, e))?;
         let bs = u64::from(self.vs.block_size);
         let chain = self.vs.read_gate();
         let len = blocks
@@ -406,7 +441,8 @@ impl BlockDevice for VolumeDevice {
         }
         // Whole chunks: walk the range, or the mapped entries when the
         // range is much larger than what is mapped.
-        let mapped = chain.head.len() as u64 + chain.parents.iter().map(|p| p.len() as u64).sum::<u64>();
+        let mapped =
+            chain.head.len() as u64 + chain.parents.iter().map(|p| p.len() as u64).sum::<u64>();
         if last - first <= mapped.saturating_mul(2) {
             for c in first..last {
                 self.unmap_whole(&chain, c);
@@ -436,7 +472,11 @@ impl BlockDevice for VolumeDevice {
         let chain = self.vs.read_gate();
         let nblocks = chain.size / bs;
         if lba >= nblocks {
-            return Err(DeviceError::new(DeviceErrorKind::OutOfRange, DeviceOp::Read, lba));
+            return Err(DeviceError::new(
+                DeviceErrorKind::OutOfRange,
+                DeviceOp::Read,
+                lba,
+            ));
         }
         let is_mapped = |c: u64| matches!(chain.lookup(c), Some(Ptr::Data { .. }));
         let c0 = lba * bs / CHUNK_U64;

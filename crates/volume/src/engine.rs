@@ -58,12 +58,24 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&p)
         .map_err(|e| VolumeError::io(format!("open {}", p.display()), e))?;
-    // SAFETY: flock on a valid, owned file descriptor; no memory is shared.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // A just-forked child (between fork and exec) can briefly hold a copy
+    // of a previous holder's descriptor: retry for a moment.
+    let mut rc = -1;
+    for _ in 0..50 {
+        // SAFETY: flock on a valid, owned file descriptor; no memory is shared.
+        rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     if rc != 0 {
         return Err(VolumeError::new(
             ErrorKind::InUse,
-            format!("pool {} is open by another process or handle", dir.display()),
+            format!(
+                "pool {} is open by another process or handle",
+                dir.display()
+            ),
         ));
     }
     Ok(f)
@@ -164,9 +176,8 @@ pub(crate) fn load(dir: &Path, lenient: bool) -> Result<Loaded> {
     'frames: for (seq, payload) in &scan.frames {
         let res = decode_ops(payload).and_then(|ops| {
             for op in &ops {
-                cat.apply(op, &mut ctx).map_err(|e| {
-                    VolumeError::corrupt(format!("replaying log seq {seq}: {e}"))
-                })?;
+                cat.apply(op, &mut ctx)
+                    .map_err(|e| VolumeError::corrupt(format!("replaying log seq {seq}: {e}")))?;
             }
             Ok(())
         });
@@ -405,8 +416,7 @@ impl PoolInner {
             (seq, ckpt::encode(cat, &chains, seq)?)
         };
         let (seq, bytes) = img;
-        ckpt::write_both(&self.dir, &bytes)
-            .map_err(|e| VolumeError::io("write checkpoint", e))?;
+        ckpt::write_both(&self.dir, &bytes).map_err(|e| VolumeError::io("write checkpoint", e))?;
         if let Err(e) = cc.wal.reset() {
             self.fail("log truncate", &e);
             return Err(VolumeError::io("truncate log", e));

@@ -99,7 +99,9 @@ pub(crate) fn list(cat: &Catalog) -> Vec<VolumeInfo> {
         let mut by_snaps = 0;
         let mut snap_infos = Vec::new();
         for ((sn, s), kids) in snaps.iter().zip(kids) {
-            let Some(l) = cat.frozen.get(&s.layer) else { continue };
+            let Some(l) = cat.frozen.get(&s.layer) else {
+                continue;
+            };
             snap_owned += count_data(|f| l.for_each(f));
             l.for_each(|c, p| {
                 if matches!(p, Ptr::Data { .. }) && chain.lookup(c) != Some(p) {

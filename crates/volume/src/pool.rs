@@ -91,7 +91,8 @@ impl Pool {
     }
 
     pub fn create_with(dir: &Path, opts: PoolOptions) -> Result<Pool> {
-        fs::create_dir_all(dir).map_err(|e| VolumeError::io(format!("create {}", dir.display()), e))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| VolumeError::io(format!("create {}", dir.display()), e))?;
         let lockf = lock_dir(dir)?;
         if ckpt::FILES.iter().any(|f| dir.join(f).exists()) {
             return Err(VolumeError::new(
@@ -120,6 +121,12 @@ impl Pool {
     }
 
     pub fn open_with(dir: &Path, opts: PoolOptions) -> Result<Pool> {
+        if !ckpt::FILES.iter().any(|f| dir.join(f).exists()) {
+            return Err(VolumeError::new(
+                ErrorKind::NotFound,
+                format!("no pool at {}", dir.display()),
+            ));
+        }
         let lockf = lock_dir(dir)?;
         Self::open_locked(dir, opts, lockf)
     }
@@ -136,7 +143,10 @@ impl Pool {
     fn open_locked(dir: &Path, opts: PoolOptions, lockf: fs::File) -> Result<Pool> {
         let loaded = engine::load(dir, false)?;
         if let Some(LogDamage::TornTail { offset, bytes }) = loaded.damage {
-            warn!(offset, bytes, "discarding torn log tail (an unacknowledged commit)");
+            warn!(
+                offset,
+                bytes, "discarding torn log tail (an unacknowledged commit)"
+            );
         }
         loaded
             .wal_file
@@ -242,7 +252,11 @@ impl Pool {
         let (old, bs, vs) = {
             let cat = self.cat();
             let v = cat.vol(name)?;
-            (v.state.size.load(Ordering::SeqCst), v.state.block_size, v.state.clone())
+            (
+                v.state.size.load(Ordering::SeqCst),
+                v.state.block_size,
+                v.state.clone(),
+            )
         };
         check_size(size, bs)?;
         if size < old {
@@ -257,12 +271,19 @@ impl Pool {
                 // Zero the rest of the last, partial chunk so a later grow
                 // reads zeros there.
                 let dev = VolumeDevice::new(self.inner.clone(), vs);
-                dev.zero_bytes(size, tail_end - size)
-                    .map_err(|e| VolumeError::new(ErrorKind::Io, format!("zero tail of {name}: {e}")))?;
+                dev.zero_bytes(size, tail_end - size).map_err(|e| {
+                    VolumeError::new(ErrorKind::Io, format!("zero tail of {name}: {e}"))
+                })?;
             }
         }
         let mut cat = self.cat();
-        self.inner.structural(&mut cat, &Op::Resize { name: name.to_string(), size })
+        self.inner.structural(
+            &mut cat,
+            &Op::Resize {
+                name: name.to_string(),
+                size,
+            },
+        )
     }
 
     /// Delete a volume and all its snapshots. Refused while it is open as a
@@ -276,8 +297,12 @@ impl Pool {
                 format!("volume {name} has {open} open device handle(s)"),
             ));
         }
-        self.inner
-            .structural(&mut cat, &Op::DeleteVolume { name: name.to_string() })
+        self.inner.structural(
+            &mut cat,
+            &Op::DeleteVolume {
+                name: name.to_string(),
+            },
+        )
     }
 
     /// Point-in-time, read-only snapshot in O(1). Every write acknowledged
@@ -364,7 +389,12 @@ impl Pool {
 
     /// Checksum errors seen on `name` (reads and scrubs) since open.
     pub fn checksum_errors(&self, name: &str) -> Result<u64> {
-        Ok(self.cat().vol(name)?.state.csum_errors.load(Ordering::Relaxed))
+        Ok(self
+            .cat()
+            .vol(name)?
+            .state
+            .csum_errors
+            .load(Ordering::Relaxed))
     }
 
     pub fn stats(&self) -> PoolStats {

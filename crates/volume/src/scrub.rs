@@ -32,6 +32,9 @@ pub struct Damage {
     /// Physical 4 KiB block in the data file.
     pub phys: u64,
     pub detail: String,
+    /// Volumes whose current content reads this block (the owner itself,
+    /// later volumes of a snapshot's chain, clones).
+    pub visible_in: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -111,7 +114,11 @@ fn verify_entries(
                 let short = data.read_exact_at(&mut one, phys * CHUNK_U64).is_err();
                 if short || block_crc(phys, &one) != crc {
                     if recheck(c, phys, crc) {
-                        let what = if short { "block missing (beyond end of data file)" } else { "checksum mismatch" };
+                        let what = if short {
+                            "block missing (beyond end of data file)"
+                        } else {
+                            "checksum mismatch"
+                        };
                         bad.push((c, phys, what.to_string()));
                     }
                 }
@@ -132,15 +139,25 @@ fn data_entries(f: impl FnOnce(&mut dyn FnMut(u64, Ptr))) -> Vec<(u64, u64, u32)
     v
 }
 
-fn to_damage(obj: &Obj, bad: Vec<(u64, u64, String)>) -> Vec<Damage> {
+/// Volumes whose current content maps `chunk` to `phys`.
+fn visible_in(cat: &Catalog, chunk: u64, phys: u64) -> Vec<String> {
+    cat.vols
+        .iter()
+        .filter(|(_, v)| matches!(v.state.read_gate().lookup(chunk), Some(Ptr::Data { phys: p, .. }) if p == phys))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+fn to_damage(obj: &Obj, bad: Vec<(u64, u64, String)>, cat: &Catalog) -> Vec<Damage> {
     let per = (CHUNK_U64 / u64::from(obj.block_size)).max(1);
     let mut bad = bad;
     bad.sort_unstable();
     let mut out: Vec<Damage> = Vec::new();
     for (c, phys, detail) in bad {
         let lba = c * CHUNK_U64 / u64::from(obj.block_size);
+        let vis = visible_in(cat, c, phys);
         if let Some(last) = out.last_mut() {
-            if last.lba + last.blocks == lba && last.detail == detail {
+            if last.lba + last.blocks == lba && last.detail == detail && last.visible_in == vis {
                 last.blocks += per;
                 continue;
             }
@@ -152,6 +169,7 @@ fn to_damage(obj: &Obj, bad: Vec<(u64, u64, String)>) -> Vec<Damage> {
             blocks: per,
             phys,
             detail,
+            visible_in: vis,
         });
     }
     out
@@ -198,23 +216,46 @@ impl Pool {
             for (vn, v) in vols {
                 let ch = v.state.read_gate();
                 objs.push((
-                    Obj { name: vn.clone(), block_size: v.state.block_size, volume: Some(v.state.clone()), layer: ch.head.id },
+                    Obj {
+                        name: vn.clone(),
+                        block_size: v.state.block_size,
+                        volume: Some(v.state.clone()),
+                        layer: ch.head.id,
+                    },
                     Some(ch.head.clone()),
                     None,
                 ));
                 let layers: Vec<Arc<Frozen>> = if volume.is_some() {
                     ch.parents.clone()
                 } else {
-                    v.snaps.values().filter_map(|s| cat.frozen.get(&s.layer).cloned()).collect()
+                    v.snaps
+                        .values()
+                        .filter_map(|s| cat.frozen.get(&s.layer).cloned())
+                        .collect()
                 };
                 for l in layers {
                     if !seen.insert(l.id) {
                         continue;
                     }
-                    let name = cat.snapshot_name(l.id).unwrap_or_else(|| format!("layer {}", l.id));
-                    let owner = name.split('@').next().and_then(|o| cat.vols.get(o)).map(|o| o.state.clone());
+                    let name = cat
+                        .snapshot_name(l.id)
+                        .unwrap_or_else(|| format!("layer {}", l.id));
+                    let owner = name
+                        .split('@')
+                        .next()
+                        .and_then(|o| cat.vols.get(o))
+                        .map(|o| o.state.clone());
                     let bs = owner.as_ref().map_or(v.state.block_size, |o| o.block_size);
-                    objs.push((Obj { name, block_size: bs, volume: owner, layer: l.id }, None, Some(l)));
+                    objs.push((
+                        Obj {
+                            name,
+                            block_size: bs,
+                            volume: owner,
+                            layer: l.id,
+                        },
+                        None,
+                        Some(l),
+                    ));
                 }
             }
         }
@@ -227,7 +268,8 @@ impl Pool {
             let (n, bad) = verify_entries(&inner.data, entries, |c, phys, crc| {
                 let want = Some(Ptr::Data { phys, crc });
                 let reread = |buf: &mut [u8; CHUNK]| {
-                    inner.data.read_exact_at(buf, phys * CHUNK_U64).is_err() || block_crc(phys, buf) != crc
+                    inner.data.read_exact_at(buf, phys * CHUNK_U64).is_err()
+                        || block_crc(phys, buf) != crc
                 };
                 let mut buf = [0u8; CHUNK];
                 match (head, frozen) {
@@ -239,7 +281,10 @@ impl Pool {
                     }
                     (_, Some(l)) => {
                         let cat = lock(&inner.meta);
-                        cat.frozen.get(&obj.layer).is_some_and(|cur| Arc::ptr_eq(cur, l)) && reread(&mut buf)
+                        cat.frozen
+                            .get(&obj.layer)
+                            .is_some_and(|cur| Arc::ptr_eq(cur, l))
+                            && reread(&mut buf)
                     }
                     _ => false,
                 }
@@ -248,22 +293,32 @@ impl Pool {
             report.blocks_scanned += n;
             if !bad.is_empty() {
                 if let Some(vs) = &obj.volume {
-                    vs.csum_errors.fetch_add(bad.len() as u64, Ordering::Relaxed);
+                    vs.csum_errors
+                        .fetch_add(bad.len() as u64, Ordering::Relaxed);
                 }
-                report.damaged.extend(to_damage(obj, bad));
+                let cat = lock(&inner.meta);
+                report.damaged.extend(to_damage(obj, bad, &cat));
             }
         }
         report.bytes_scanned = report.blocks_scanned * CHUNK_U64;
         {
             let cc = lock(&inner.commit);
             let log = wal::read_all(&cc.wal.file).map_err(|e| VolumeError::io("read log", e))?;
-            report.metadata_errors = verify_metadata_files(&inner.dir, Some(&log), inner.ckpt_seq.load(Ordering::SeqCst));
+            report.metadata_errors = verify_metadata_files(
+                &inner.dir,
+                Some(&log),
+                inner.ckpt_seq.load(Ordering::SeqCst),
+            );
         }
         for e in &report.metadata_errors {
             error!(pool = %inner.dir.display(), "metadata damage: {e}");
         }
         report.elapsed_ms = t0.elapsed().as_millis() as u64;
-        info!(blocks = report.blocks_scanned, damaged = report.damaged.len(), "scrub finished");
+        info!(
+            blocks = report.blocks_scanned,
+            damaged = report.damaged.len(),
+            "scrub finished"
+        );
         Ok(report)
     }
 
@@ -278,11 +333,16 @@ impl Pool {
         let mut rewrite = false;
         match &loaded.damage {
             Some(LogDamage::TornTail { offset, bytes }) => {
-                r.notes.push(format!("torn log tail: {bytes} bytes at offset {offset} (an unacknowledged commit)"));
+                r.notes.push(format!(
+                    "torn log tail: {bytes} bytes at offset {offset} (an unacknowledged commit)"
+                ));
                 rewrite |= repair;
             }
             Some(d @ LogDamage::Corrupt { .. }) => {
-                r.errors.push(format!("log damaged: {d:?}; transactions after seq {} are lost", loaded.last_seq));
+                r.errors.push(format!(
+                    "log damaged: {d:?}; transactions after seq {} are lost",
+                    loaded.last_seq
+                ));
                 rewrite |= repair;
             }
             None => {}
@@ -305,8 +365,13 @@ impl Pool {
         let referenced = ownership_and_data(cat, &data, &mut r);
         r.unreferenced_blocks = unreferenced(&data, &referenced, repair, &mut r);
         if rewrite {
-            let guards: Vec<_> = cat.vols.iter().map(|(n, v)| (n.clone(), v.state.read_gate())).collect();
-            let chains: HashMap<String, &Chain> = guards.iter().map(|(n, g)| (n.clone(), &**g)).collect();
+            let guards: Vec<_> = cat
+                .vols
+                .iter()
+                .map(|(n, v)| (n.clone(), v.state.read_gate()))
+                .collect();
+            let chains: HashMap<String, &Chain> =
+                guards.iter().map(|(n, g)| (n.clone(), &**g)).collect();
             let img = ckpt::encode(cat, &chains, loaded.last_seq)?;
             ckpt::write_both(dir, &img).map_err(|e| VolumeError::io("write checkpoint", e))?;
             loaded
@@ -314,7 +379,10 @@ impl Pool {
                 .set_len(0)
                 .and_then(|_| loaded.wal_file.sync_all())
                 .map_err(|e| VolumeError::io("truncate log", e))?;
-            r.repairs.push(format!("rewrote both checkpoints at seq {} and emptied the log", loaded.last_seq));
+            r.repairs.push(format!(
+                "rewrote both checkpoints at seq {} and emptied the log",
+                loaded.last_seq
+            ));
         }
         if !r.is_clean() {
             warn!(dir = %dir.display(), errors = r.errors.len(), damaged = r.damaged.len(), "check found problems");
@@ -335,15 +403,25 @@ fn structure(cat: &mut Catalog, r: &mut CheckReport, repair: bool, rewrite: &mut
         for (sn, s) in &v.snaps {
             r.snapshots += 1;
             if !chain_ids.contains(&s.layer) {
-                r.errors.push(format!("snapshot {vn}@{sn}: layer {} not in the volume's chain", s.layer));
+                r.errors.push(format!(
+                    "snapshot {vn}@{sn}: layer {} not in the volume's chain",
+                    s.layer
+                ));
             }
             reachable.insert(s.layer);
         }
     }
     r.layers = cat.frozen.len() + cat.vols.len();
-    let orphans: Vec<LayerId> = cat.frozen.keys().filter(|id| !reachable.contains(id)).copied().collect();
+    let orphans: Vec<LayerId> = cat
+        .frozen
+        .keys()
+        .filter(|id| !reachable.contains(id))
+        .copied()
+        .collect();
     for id in orphans {
-        r.errors.push(format!("layer {id} is not referenced by any volume or snapshot (orphan)"));
+        r.errors.push(format!(
+            "layer {id} is not referenced by any volume or snapshot (orphan)"
+        ));
         if repair {
             cat.frozen.remove(&id);
             r.repairs.push(format!("dropped orphaned layer {id}"));
@@ -358,19 +436,38 @@ fn ownership_and_data(cat: &Catalog, data: &std::fs::File, r: &mut CheckReport) 
     let mut objs: Vec<(Obj, Vec<(u64, u64, u32)>)> = Vec::new();
     for (vn, v) in &cat.vols {
         let ch = v.state.read_gate();
-        let obj = Obj { name: vn.clone(), block_size: v.state.block_size, volume: None, layer: ch.head.id };
+        let obj = Obj {
+            name: vn.clone(),
+            block_size: v.state.block_size,
+            volume: None,
+            layer: ch.head.id,
+        };
         objs.push((obj, data_entries(|f| ch.head.for_each(f))));
     }
     for l in cat.frozen.values() {
-        let name = cat.snapshot_name(l.id).unwrap_or_else(|| format!("layer {}", l.id));
-        let bs = name.split('@').next().and_then(|o| cat.vols.get(o)).map_or(512, |o| o.state.block_size);
-        let obj = Obj { name, block_size: bs, volume: None, layer: l.id };
+        let name = cat
+            .snapshot_name(l.id)
+            .unwrap_or_else(|| format!("layer {}", l.id));
+        let bs = name
+            .split('@')
+            .next()
+            .and_then(|o| cat.vols.get(o))
+            .map_or(512, |o| o.state.block_size);
+        let obj = Obj {
+            name,
+            block_size: bs,
+            volume: None,
+            layer: l.id,
+        };
         objs.push((obj, data_entries(|f| l.for_each(f))));
     }
     for (obj, entries) in &objs {
         for &(c, phys, _) in entries {
             if let Some(prev) = owner.insert(phys, obj.name.clone()) {
-                r.errors.push(format!("block {phys} is referenced by both {prev} and {} (chunk {c})", obj.name));
+                r.errors.push(format!(
+                    "block {phys} is referenced by both {prev} and {} (chunk {c})",
+                    obj.name
+                ));
             }
         }
     }
@@ -378,14 +475,19 @@ fn ownership_and_data(cat: &Catalog, data: &std::fs::File, r: &mut CheckReport) 
     for (obj, entries) in objs {
         let (n, bad) = verify_entries(data, entries, |_, _, _| true);
         r.blocks_verified += n;
-        r.damaged.extend(to_damage(&obj, bad));
+        r.damaged.extend(to_damage(&obj, bad, cat));
     }
     owner.into_keys().collect()
 }
 
 /// Blocks with data in the file (SEEK_DATA/SEEK_HOLE) that nothing
 /// references; punched out on repair.
-fn unreferenced(data: &std::fs::File, referenced: &HashSet<u64>, repair: bool, r: &mut CheckReport) -> u64 {
+fn unreferenced(
+    data: &std::fs::File,
+    referenced: &HashSet<u64>,
+    repair: bool,
+    r: &mut CheckReport,
+) -> u64 {
     let fd = data.as_raw_fd();
     let len = data.metadata().map_or(0, |m| m.len());
     let mut off: i64 = 0;
@@ -426,11 +528,15 @@ fn unreferenced(data: &std::fs::File, referenced: &HashSet<u64>, repair: bool, r
                 )
             };
             if rc != 0 {
-                r.errors.push(format!("punching blocks {s}+{l}: {}", std::io::Error::last_os_error()));
+                r.errors.push(format!(
+                    "punching blocks {s}+{l}: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
         }
         let _ = data.sync_all();
-        r.repairs.push(format!("reclaimed {count} unreferenced blocks"));
+        r.repairs
+            .push(format!("reclaimed {count} unreferenced blocks"));
     }
     count
 }

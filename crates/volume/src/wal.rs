@@ -55,7 +55,11 @@ pub(crate) struct Scan {
 enum Parsed<'a> {
     End,
     Bad,
-    Frame { seq: u64, payload: &'a [u8], next: usize },
+    Frame {
+        seq: u64,
+        payload: &'a [u8],
+        next: usize,
+    },
 }
 
 fn frame_crc(len: u32, seq: u64, payload: &[u8]) -> u32 {
@@ -295,7 +299,10 @@ mod tests {
         z.extend_from_slice(&[0u8; 100]);
         let s = scan(&z, 0);
         assert_eq!(s.frames.len(), 4);
-        assert!(matches!(s.damage, Some(LogDamage::TornTail { bytes: 100, .. })));
+        assert!(matches!(
+            s.damage,
+            Some(LogDamage::TornTail { bytes: 100, .. })
+        ));
     }
 
     #[test]
@@ -312,7 +319,9 @@ mod tests {
         let s = scan(&b, 0);
         assert_eq!(s.frames.len(), 1);
         match s.damage {
-            Some(LogDamage::Corrupt { offset, later_seq, .. }) => {
+            Some(LogDamage::Corrupt {
+                offset, later_seq, ..
+            }) => {
                 assert_eq!(offset, ends[0]);
                 assert_eq!(later_seq, 3);
             }
@@ -323,7 +332,10 @@ mod tests {
         b[ends[1] as usize + 5] = 0xff;
         let s = scan(&b, 0);
         assert_eq!(s.frames.len(), 2);
-        assert!(matches!(s.damage, Some(LogDamage::Corrupt { later_seq: 4, .. })));
+        assert!(matches!(
+            s.damage,
+            Some(LogDamage::Corrupt { later_seq: 4, .. })
+        ));
     }
 
     #[test]
@@ -333,7 +345,10 @@ mod tests {
         // Checkpoint at 5 but the log starts at 10.
         let s = scan(&buf, 5);
         assert!(s.frames.is_empty());
-        assert!(matches!(s.damage, Some(LogDamage::Corrupt { later_seq: 10, .. })));
+        assert!(matches!(
+            s.damage,
+            Some(LogDamage::Corrupt { later_seq: 10, .. })
+        ));
         let s = scan(&buf, 9);
         assert_eq!(s.frames.len(), 3);
     }

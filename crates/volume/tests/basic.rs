@@ -33,7 +33,10 @@ fn thin_volume_write_read_persist() {
     dev.write_blocks(last, &a[..K4], true).unwrap();
     assert_eq!(read(&*dev, 10, 3), a);
     assert_eq!(read(&*dev, 9, 1), vec![0u8; K4]);
-    assert_eq!(dev.read_blocks(last + 1, &mut [0u8; K4]).unwrap_err().kind, DeviceErrorKind::OutOfRange);
+    assert_eq!(
+        dev.read_blocks(last + 1, &mut [0u8; K4]).unwrap_err().kind,
+        DeviceErrorKind::OutOfRange
+    );
     // Flush, "crash" (drop without close), reopen.
     dev.write_blocks(20, &a[..K4], false).unwrap();
     dev.flush().unwrap();
@@ -48,7 +51,10 @@ fn thin_volume_write_read_persist() {
     pool.close().unwrap();
     let pool = open(&t.pool());
     assert_eq!(read(&*pool.device("big").unwrap(), 10, 3), a);
-    assert!(Pool::check(&t.pool(), false).is_err(), "check needs the pool closed");
+    assert!(
+        Pool::check(&t.pool(), false).is_err(),
+        "check needs the pool closed"
+    );
     drop(pool);
     let r = Pool::check(&t.pool(), false).unwrap();
     assert!(r.is_clean(), "{r:?}");
@@ -59,23 +65,53 @@ fn errors_and_names() {
     let t = TempDir::new("errors");
     let pool = create(&t.pool());
     assert_eq!(Pool::open(&t.pool()).err().unwrap().kind, ErrorKind::InUse);
-    assert_eq!(Pool::create(&t.pool()).err().unwrap().kind, ErrorKind::InUse);
-    assert_eq!(Pool::open(&t.path().join("nope")).err().unwrap().kind, ErrorKind::NotFound);
+    assert_eq!(
+        Pool::create(&t.pool()).err().unwrap().kind,
+        ErrorKind::InUse
+    );
+    assert_eq!(
+        Pool::open(&t.path().join("nope")).err().unwrap().kind,
+        ErrorKind::NotFound
+    );
     let k = |r: Result<(), volume::VolumeError>| r.unwrap_err().kind;
-    assert_eq!(k(pool.create_volume("a/b", 1 << 20, 512)), ErrorKind::InvalidName);
-    assert_eq!(k(pool.create_volume(&"x".repeat(65), 1 << 20, 512)), ErrorKind::InvalidName);
-    assert_eq!(k(pool.create_volume("v", 1000, 512)), ErrorKind::InvalidSize);
+    assert_eq!(
+        k(pool.create_volume("a/b", 1 << 20, 512)),
+        ErrorKind::InvalidName
+    );
+    assert_eq!(
+        k(pool.create_volume(&"x".repeat(65), 1 << 20, 512)),
+        ErrorKind::InvalidName
+    );
+    assert_eq!(
+        k(pool.create_volume("v", 1000, 512)),
+        ErrorKind::InvalidSize
+    );
     assert_eq!(k(pool.create_volume("v", 0, 512)), ErrorKind::InvalidSize);
-    assert_eq!(k(pool.create_volume("v", 1 << 20, 1000)), ErrorKind::InvalidSize);
+    assert_eq!(
+        k(pool.create_volume("v", 1 << 20, 1000)),
+        ErrorKind::InvalidSize
+    );
     pool.create_volume("v", 1 << 20, 512).unwrap();
-    assert_eq!(k(pool.create_volume("v", 1 << 20, 512)), ErrorKind::AlreadyExists);
+    assert_eq!(
+        k(pool.create_volume("v", 1 << 20, 512)),
+        ErrorKind::AlreadyExists
+    );
     assert_eq!(k(pool.create_snapshot("nope", "s")), ErrorKind::NotFound);
-    assert_eq!(k(pool.create_snapshot("v", "bad@name")), ErrorKind::InvalidName);
+    assert_eq!(
+        k(pool.create_snapshot("v", "bad@name")),
+        ErrorKind::InvalidName
+    );
     pool.create_snapshot("v", "s").unwrap();
     assert_eq!(k(pool.create_snapshot("v", "s")), ErrorKind::AlreadyExists);
     assert_eq!(k(pool.delete_snapshot("v", "nope")), ErrorKind::NotFound);
-    assert_eq!(k(pool.clone_snapshot("v", "nope", "c")), ErrorKind::NotFound);
-    assert_eq!(k(pool.resize_volume("v", 1 << 19, false)), ErrorKind::InvalidSize);
+    assert_eq!(
+        k(pool.clone_snapshot("v", "nope", "c")),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        k(pool.resize_volume("v", 1 << 19, false)),
+        ErrorKind::InvalidSize
+    );
     let dev = pool.device("v").unwrap();
     assert_eq!(k(pool.delete_volume("v")), ErrorKind::InUse);
     drop(dev);
@@ -118,9 +154,15 @@ fn snapshots_clones_rollback() {
     assert_eq!(read(&*c2, 0, 8), e2);
     assert_eq!(read(&*dev, 7, 1), &a[7 * K4..]);
     // Snapshot with clones cannot be deleted; neither can its volume.
-    assert_eq!(pool.delete_snapshot("v", "s1").unwrap_err().kind, ErrorKind::HasClones);
+    assert_eq!(
+        pool.delete_snapshot("v", "s1").unwrap_err().kind,
+        ErrorKind::HasClones
+    );
     drop(dev);
-    assert_eq!(pool.delete_volume("v").unwrap_err().kind, ErrorKind::HasClones);
+    assert_eq!(
+        pool.delete_volume("v").unwrap_err().kind,
+        ErrorKind::HasClones
+    );
     let info = pool.info("v@s1").unwrap();
     assert_eq!(info.kind, ObjectKind::Snapshot);
     assert_eq!(info.clones, vec!["c1".to_string()]);
@@ -129,14 +171,24 @@ fn snapshots_clones_rollback() {
     let dev = pool.device("v").unwrap();
     pool.create_snapshot("v", "s2").unwrap();
     dev.write_blocks(0, &b, false).unwrap();
-    assert_eq!(pool.rollback("v", "s1").unwrap_err().kind, ErrorKind::HasSnapshots);
+    assert_eq!(
+        pool.rollback("v", "s1").unwrap_err().kind,
+        ErrorKind::HasSnapshots
+    );
     pool.rollback("v", "s2").unwrap();
     assert_eq!(read(&*dev, 0, 8), expect, "rollback while open");
     pool.delete_snapshot("v", "s2").unwrap();
-    assert_eq!(read(&*dev, 0, 8), expect, "merge of latest snapshot into head");
+    assert_eq!(
+        read(&*dev, 0, 8),
+        expect,
+        "merge of latest snapshot into head"
+    );
     // Tear down the clone chain, then the snapshot goes.
     drop((c1, c2));
-    assert_eq!(pool.delete_volume("c1").unwrap_err().kind, ErrorKind::HasClones);
+    assert_eq!(
+        pool.delete_volume("c1").unwrap_err().kind,
+        ErrorKind::HasClones
+    );
     pool.delete_volume("c2").unwrap();
     pool.delete_volume("c1").unwrap();
     pool.delete_snapshot("v", "s1").unwrap();
@@ -174,8 +226,14 @@ fn delete_middle_snapshot_merges_into_next_snapshot() {
     pool.delete_snapshot("v", "s1").unwrap();
     assert!(pool.stats().metadata_entries_touched > 0);
     let c = pool.device("c").unwrap();
-    assert_eq!(read(&*c, 0, 3), [pattern(1, K4), pattern(2, K4), pattern(2, K4)].concat());
-    assert_eq!(read(&*dev, 0, 3), [pattern(3, K4), pattern(2, K4), pattern(2, K4)].concat());
+    assert_eq!(
+        read(&*c, 0, 3),
+        [pattern(1, K4), pattern(2, K4), pattern(2, K4)].concat()
+    );
+    assert_eq!(
+        read(&*dev, 0, 3),
+        [pattern(3, K4), pattern(2, K4), pattern(2, K4)].concat()
+    );
     // s1's overridden block (lba 1, seed 1) was freed: 5 blocks remain.
     pool.flush().unwrap();
     drop((c, dev));
@@ -196,12 +254,20 @@ fn small_blocks_read_modify_write_and_unaligned() {
     for i in 0..300 {
         let lba = rng.below(2000);
         let n = 1 + rng.below(20).min(2048 - lba - 1) as usize;
-        let data = if i % 7 == 0 { vec![0u8; n * 512] } else { pattern(i, n * 512) };
+        let data = if i % 7 == 0 {
+            vec![0u8; n * 512]
+        } else {
+            pattern(i, n * 512)
+        };
         dev.write_blocks(lba, &data, i % 13 == 0).unwrap();
         model[lba as usize * 512..][..n * 512].copy_from_slice(&data);
         let rl = rng.below(2040);
         let rn = 1 + rng.below(8) as usize;
-        assert_eq!(read(&*dev, rl, rn), &model[rl as usize * 512..][..rn * 512], "op {i}");
+        assert_eq!(
+            read(&*dev, rl, rn),
+            &model[rl as usize * 512..][..rn * 512],
+            "op {i}"
+        );
     }
     dev.unmap(3, 5).unwrap();
     model[3 * 512..8 * 512].fill(0);
@@ -288,7 +354,10 @@ fn accounting_used_and_referenced() {
     let dev = pool.device("v").unwrap();
     dev.write_blocks(0, &pattern(1, 4 << 20), false).unwrap();
     let v = pool.info("v").unwrap();
-    assert_eq!((v.logical_bytes, v.referenced_bytes, v.used_bytes), (64 * mib, 4 * mib, 4 * mib));
+    assert_eq!(
+        (v.logical_bytes, v.referenced_bytes, v.used_bytes),
+        (64 * mib, 4 * mib, 4 * mib)
+    );
     pool.create_snapshot("v", "s").unwrap();
     // Overwrite half: the snapshot now uniquely holds 2 MiB.
     dev.write_blocks(0, &pattern(2, 2 << 20), false).unwrap();

@@ -1,8 +1,6 @@
 //! Shared fixtures for the loopback tests: a real [`Server`] on 127.0.0.1
-//! with file-backed LUNs in a private temporary directory, and the test
-//! initiator in [`client`].
-
-pub mod client;
+//! with file-backed LUNs in a private temporary directory. The initiator is
+//! the `ironsan-initiator` crate (the same one `ironsan-load` uses).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +16,7 @@ use target::server::ShutdownHandle;
 use target::Server;
 use tokio::task::JoinHandle;
 
-pub use client::{Client, ClientError, CommandOutcome};
+pub use initiator::{Client, ClientError, CommandOutcome};
 
 /// Upper bound for any single test.
 pub const TEST_BOUND: Duration = Duration::from_secs(60);

@@ -1,14 +1,16 @@
-//! A small async iSCSI initiator for loopback tests, built on the project's
-//! own codec: `iscsi_proto` encoders and login driver, `target::frame` framing.
+//! One initiator connection: login, SCSI commands, pings, text, task
+//! management and logout.
 //!
-//! It speaks one connection of one session, one command at a time, and
-//! reports everything it receives (status, sense, rejects) instead of
-//! judging it, so tests can assert on the target's behaviour. Nothing here
-//! panics on network input: malformed or unexpected PDUs become errors.
+//! [`Client`] speaks one connection of one session, one command at a time,
+//! and reports everything it receives (status, sense, rejects) instead of
+//! judging it, so tests can assert on the target's behaviour and load tools
+//! can classify failures. Nothing here panics on network input: malformed or
+//! unexpected PDUs become [`ClientError`]s.
 
 use std::io;
 
 use iscsi_proto::initiator::{InitiatorConfig, InitiatorError, InitiatorLogin, InitiatorStep};
+use iscsi_proto::login::LoginStatus;
 use iscsi_proto::negotiation::{Digest, SessionParams};
 use iscsi_proto::pdu::{
     encode_login_request, encode_logout_request, encode_nop_out, encode_text_request,
@@ -16,10 +18,11 @@ use iscsi_proto::pdu::{
     TmfFunction, RESERVED_TAG,
 };
 use iscsi_proto::text::parse_text;
-use target::frame::{encode_pdu, FrameError, PduReader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+
+use crate::wire::{encode_pdu, FrameError, FrameReader};
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +42,35 @@ pub enum ClientError {
     /// The target sent something this client did not expect.
     #[error("protocol: {0}")]
     Protocol(String),
+}
+
+impl ClientError {
+    /// The status of a login the target refused (e.g. 0x0301 SERVICE
+    /// UNAVAILABLE, which asks the initiator to retry later).
+    pub fn login_status(&self) -> Option<LoginStatus> {
+        match self {
+            Self::Login(InitiatorError::Rejected(status)) => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the target closed (or reset) the connection.
+    pub fn is_connection_closed(&self) -> bool {
+        let kind_closed = |e: &io::Error| {
+            matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            )
+        };
+        match self {
+            Self::Frame(FrameError::Closed) => true,
+            Self::Frame(FrameError::Io(e)) | Self::Io(e) => kind_closed(e),
+            _ => false,
+        }
+    }
 }
 
 fn protocol(msg: impl Into<String>) -> ClientError {
@@ -83,6 +115,17 @@ pub struct CommandOutcome {
 }
 
 impl CommandOutcome {
+    /// GOOD status, completed at the target.
+    pub fn is_good(&self) -> bool {
+        self.status == 0 && self.response == 0
+    }
+
+    /// CHECK CONDITION with sense key UNIT ATTENTION: the command was not
+    /// executed and may simply be sent again.
+    pub fn is_unit_attention(&self) -> bool {
+        self.status == 0x02 && matches!(self.sense_code(), Some((0x06, _, _)))
+    }
+
     /// Sense key, ASC and ASCQ from fixed or descriptor format sense data.
     pub fn sense_code(&self) -> Option<(u8, u8, u8)> {
         let s = &self.sense;
@@ -92,6 +135,15 @@ impl CommandOutcome {
             _ => None,
         }
     }
+}
+
+/// Geometry of a logical unit, from READ CAPACITY.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    /// Number of logical blocks (READ CAPACITY(10) saturates at 2^32).
+    pub blocks: u64,
+    /// Logical block size in bytes.
+    pub block_size: u32,
 }
 
 /// Which received PDUs carry a StatSN that advances ExpStatSN.
@@ -130,7 +182,7 @@ fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 16] {
 
 /// One initiator connection.
 pub struct Client {
-    reader: PduReader<OwnedReadHalf>,
+    reader: FrameReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,
     header_digest: bool,
     data_digest: bool,
@@ -144,6 +196,18 @@ pub struct Client {
     corrupt_next_data: bool,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("tsih", &self.tsih)
+            .field("cmd_sn", &self.cmd_sn)
+            .field("exp_stat_sn", &self.exp_stat_sn)
+            .field("header_digest", &self.header_digest)
+            .field("data_digest", &self.data_digest)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// Opens a TCP connection; nothing is sent yet.
     pub async fn connect(addr: std::net::SocketAddr) -> io::Result<Self> {
@@ -152,7 +216,7 @@ impl Client {
         let (rd, wr) = stream.into_split();
         Ok(Self {
             // Until login tells otherwise, accept what our default offer declares.
-            reader: PduReader::new(rd, 262_144),
+            reader: FrameReader::new(rd, 262_144),
             writer: wr,
             header_digest: false,
             data_digest: false,
@@ -301,15 +365,7 @@ impl Client {
         loop {
             match self.recv().await {
                 Ok(pdu) => seen.push(pdu),
-                Err(ClientError::Frame(FrameError::Closed)) => return Ok(seen),
-                Err(ClientError::Frame(FrameError::Io(e)))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof
-                    ) =>
-                {
-                    return Ok(seen)
-                }
+                Err(e) if e.is_connection_closed() => return Ok(seen),
                 Err(e) => return Err(e),
             }
         }
@@ -471,6 +527,37 @@ impl Client {
         let blocks = u16::try_from(data.len() / block_size.max(1) as usize)
             .map_err(|_| protocol("write too large for WRITE(10)"))?;
         self.command(lun, write10(lba, blocks), 0, data).await
+    }
+
+    /// READ CAPACITY(10): the number of blocks and the block size of `lun`.
+    ///
+    /// A CHECK CONDITION comes back as `Ok(Err(outcome))` so the caller can
+    /// look at the sense data (a unit attention after login is normal).
+    pub async fn read_capacity(
+        &mut self,
+        lun: u64,
+    ) -> Result<Result<Capacity, CommandOutcome>, ClientError> {
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x25;
+        let out = self.command(lun, cdb, 8, &[]).await?;
+        if out.status != 0 || out.response != 0 {
+            return Ok(Err(out));
+        }
+        let field = |at: usize| -> Option<u32> {
+            let b = out.data.get(at..at + 4)?;
+            Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        };
+        match (field(0), field(4)) {
+            (Some(last_lba), Some(block_size)) if block_size > 0 => Ok(Ok(Capacity {
+                blocks: u64::from(last_lba) + 1,
+                block_size,
+            })),
+            _ => Err(protocol(format!(
+                "READ CAPACITY(10) returned {} bytes: {:02x?}",
+                out.data.len(),
+                out.data
+            ))),
+        }
     }
 
     /// NOP-Out ping carrying `data`; returns the echoed NOP-In data.
