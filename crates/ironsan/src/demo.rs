@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use target::config::{Acl, AuthMode, Config, Lun, Target};
@@ -13,9 +13,9 @@ use target::config::{Acl, AuthMode, Config, Lun, Target};
 const DEMO_IQN: &str = "iqn.2026-11.org.ironsan:demo";
 const DEMO_USER: &str = "demo";
 
-/// Loads or creates the demo configuration; returns it with a banner that
-/// tells how to connect.
-pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)> {
+/// Creates the demo configuration unless it exists; returns its path with a
+/// banner that tells how to connect.
+pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(PathBuf, String)> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let data_dir = data_dir
@@ -83,7 +83,7 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(Config, String)>
         target.iqn,
         target.iqn,
     );
-    Ok((cfg, banner))
+    Ok((path, banner))
 }
 
 /// 24 random characters from [A-Za-z0-9] (about 143 bits), safe in URLs.

@@ -148,22 +148,26 @@ fn run(cli: Cli) -> Result<()> {
             log_format,
         } => {
             init_logging(log_format);
-            let (cfg, banner) = if demo {
-                let (cfg, banner) = demo::prepare(&data_dir, &portal)?;
-                (cfg, Some(banner))
+            let (path, banner) = if demo {
+                let (path, banner) = demo::prepare(&data_dir, &portal)?;
+                (path, Some(banner))
             } else {
-                let path = config.context("--config is required")?;
-                (load(&path)?, None)
+                (config.context("--config is required")?, None)
             };
-            serve(cfg, banner)
+            let (cfg, seed) = target::control::startup_config(&path)?;
+            check_permissions(&path, &cfg);
+            serve(cfg, seed, banner)
         }
     }
 }
 
 fn load(path: &Path) -> Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+/// The file holds CHAP secrets: nobody but the owner should read it.
+fn check_permissions(path: &Path, cfg: &Config) {
     use std::os::unix::fs::PermissionsExt;
-    let cfg = Config::load(path)?;
-    // The file holds CHAP secrets: nobody but the owner should read it.
     if let Ok(meta) = std::fs::metadata(path) {
         let mode = meta.permissions().mode() & 0o777;
         let has_secrets = cfg
@@ -179,7 +183,6 @@ fn load(path: &Path) -> Result<Config> {
             );
         }
     }
-    Ok(cfg)
 }
 
 /// The daemon's pid file in `data_dir`, for `ironsan restart`.
@@ -187,7 +190,7 @@ const PID_FILE: &str = "ironsan.pid";
 /// How long a new process may take to adopt the sockets.
 const TAKEOVER_BOUND: Duration = Duration::from_secs(30);
 
-fn serve(cfg: Config, banner: Option<String>) -> Result<()> {
+fn serve(cfg: Config, seed: String, banner: Option<String>) -> Result<()> {
     // Remember how we were started: a restart runs the binary now at this
     // path (possibly a new release) with the same arguments.
     let exe = std::env::current_exe().context("locating the ironsan binary")?;
@@ -206,7 +209,8 @@ fn serve(cfg: Config, banner: Option<String>) -> Result<()> {
         .context("starting the runtime")?;
     rt.block_on(async move {
         let server = Server::start(&cfg, listeners).await?;
-        let fds = server.listener_fds();
+        let control = server.control();
+        control.set_seed(seed);
         write_pid_file(&cfg.data_dir.join(PID_FILE))?;
         upgrade::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         if let Some(banner) = banner {
@@ -222,7 +226,7 @@ fn serve(cfg: Config, banner: Option<String>) -> Result<()> {
                     }
                     Signal::Restart => {
                         info!(exe = %exe.display(), "restart requested; starting the new process");
-                        let spawned = upgrade::spawn(&exe, &args, &fds)
+                        let spawned = upgrade::spawn(&exe, &args, &control.listener_fds())
                             .and_then(|s| s.wait_ready(TAKEOVER_BOUND));
                         match spawned {
                             Ok(pid) => {
