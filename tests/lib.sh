@@ -15,13 +15,13 @@ start_target() {
     local size=$1 mutual=${2:-no} digests=${3:-optional}
     cat > "$work/ironsan.toml" <<TOML
 data_dir = "$work/data"
-portals = ["127.0.0.1:$port"]
+portals = ["127.0.0.1:$port", "127.0.0.1:$((port + 1))"]
 [[target]]
 iqn = "$iqn"
 digests = "$digests"
 [[target.lun]]
 id = 0
-file = "$work/lun0.img"
+$(if [ "${LUN_BACKING:-file}" = volume ]; then echo "volume = \"lun0\""; else echo "file = \"$work/lun0.img\""; fi)
 size = "$size"
 [[target.acl]]
 initiator = "*"
@@ -31,7 +31,7 @@ TOML
     if [ "$mutual" = mutual ]; then
         printf 'mutual_user = "%s"\nmutual_secret = "%s"\n' "$muser" "$msecret" >> "$work/ironsan.toml"
     fi
-    rm -f "$work/lun0.img" "$work/data/ironsan.pid"
+    rm -rf "$work/lun0.img" "$work/data/ironsan.pid" "$work/data/pool"
     IRONSAN_LOG=${IRONSAN_LOG:-warn} "$bin" serve --config "$work/ironsan.toml" 2>>"$work/ironsan.log" &
     pid=$!
     for _ in $(seq 100); do
@@ -65,6 +65,8 @@ stop_target() {
 }
 
 url() { echo "iscsi://$user%$secret@127.0.0.1:$port/$iqn/0"; }
+# The same LUN through the second portal (multipath).
+url2() { echo "iscsi://$user%$secret@127.0.0.1:$((port + 1))/$iqn/0"; }
 
 cleanup() {
     [ -f "$work/data/ironsan.pid" ] && kill -9 "$(cat "$work/data/ironsan.pid")" 2>/dev/null

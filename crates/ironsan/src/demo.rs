@@ -28,9 +28,11 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(PathBuf, String)
         let cfg = Config {
             data_dir: data_dir.clone(),
             portals: vec![portal.to_string()],
+            portal_groups: Vec::new(),
             iscsi: Default::default(),
             discovery: Default::default(),
             security: Default::default(),
+            api: Default::default(),
             targets: vec![Target {
                 iqn: DEMO_IQN.into(),
                 alias: Some("ironsan demo".into()),
@@ -38,7 +40,8 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(PathBuf, String)
                 digests: Default::default(),
                 luns: vec![Lun {
                     id: 0,
-                    file: data_dir.join("lun0.img"),
+                    file: None,
+                    volume: Some("demo".into()),
                     size: Some("1G".into()),
                     block_size: 512,
                     write_cache: true,

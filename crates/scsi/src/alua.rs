@@ -3,6 +3,7 @@
 //! reports them, and commands arriving through a standby or unavailable
 //! port are refused except those SPC-4 allows in that state.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::cdb::Command;
@@ -38,21 +39,31 @@ pub struct AluaGroup {
 }
 
 /// The port group table of a logical unit (swappable while running).
-pub(crate) struct AluaTable(RwLock<Arc<[AluaGroup]>>);
+pub(crate) struct AluaTable {
+    groups: RwLock<Arc<[AluaGroup]>>,
+    /// Fast path for READ / WRITE: no group is standby or unavailable.
+    all_active: AtomicBool,
+}
 
 impl Default for AluaTable {
     fn default() -> Self {
-        AluaTable(RwLock::new(Arc::from(vec![AluaGroup {
-            id: 1,
-            state: AluaState::ActiveOptimized,
-            relative_ports: vec![1],
-        }])))
+        AluaTable {
+            groups: RwLock::new(Arc::from(vec![AluaGroup {
+                id: 1,
+                state: AluaState::ActiveOptimized,
+                relative_ports: vec![1],
+            }])),
+            all_active: AtomicBool::new(true),
+        }
     }
 }
 
 impl AluaTable {
     fn get(&self) -> Arc<[AluaGroup]> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// (group id, state) of the group holding `rel_port`; ports in no group
@@ -90,12 +101,23 @@ fn allowed(cmd: &Command, state: AluaState) -> bool {
 impl LogicalUnit {
     /// Replace the target port groups (takes effect for the next command).
     pub fn set_alua(&self, groups: Arc<[AluaGroup]>) {
-        *self.alua.0.write().unwrap_or_else(|e| e.into_inner()) = groups;
+        let active = groups.iter().all(|g| {
+            matches!(
+                g.state,
+                AluaState::ActiveOptimized | AluaState::ActiveNonOptimized
+            )
+        });
+        let mut cur = self.alua.groups.write().unwrap_or_else(|e| e.into_inner());
+        *cur = groups;
+        self.alua.all_active.store(active, Ordering::Release);
     }
 
     /// NOT READY if the command arrived through a standby or unavailable
     /// target port and is not allowed there.
     pub(crate) fn alua_check(&self, cmd: &Command, nexus: Nexus) -> Result<(), Sense> {
+        if self.alua.all_active.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let (_, state) = self.alua.group_of(nexus.relative_port);
         let asc = match state {
             AluaState::ActiveOptimized | AluaState::ActiveNonOptimized => return Ok(()),

@@ -52,8 +52,17 @@ pub enum ConfigError {
 pub struct Config {
     /// Directory for the daemon's state.
     pub data_dir: PathBuf,
-    /// Listen addresses (IPv4 `a.b.c.d:port`, IPv6 `[::1]:port`).
+    /// Listen addresses (IPv4 `a.b.c.d:port`, IPv6 `[::1]:port`). The
+    /// position in this list is the portal's relative target port id.
     pub portals: Vec<String>,
+    /// ALUA target port groups; portals in no group form group 1,
+    /// active/optimized.
+    #[serde(
+        default,
+        rename = "portal_group",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub portal_groups: Vec<PortalGroup>,
     /// Protocol tuning; defaults suit most deployments.
     #[serde(default)]
     pub iscsi: IscsiSettings,
@@ -63,9 +72,41 @@ pub struct Config {
     /// Login throttling and admission limits.
     #[serde(default)]
     pub security: SecuritySettings,
+    /// The management API (`[api]`).
+    #[serde(default, skip_serializing_if = "ApiSettings::is_default")]
+    pub api: ApiSettings,
     /// Exported targets.
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
+}
+
+/// The management API. It always listens on the Unix socket
+/// `data_dir/api.sock` (mode 0600); `listen` adds a TCP listener whose
+/// requests need `Authorization: Bearer` with the token in `data_dir/api.token`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// TCP address such as `127.0.0.1:9260`; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl ApiSettings {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(l) = &self.listen {
+            l.parse::<SocketAddr>().map_err(|_| {
+                (
+                    "api.listen".to_string(),
+                    format!("{l:?} is not an address:port (IPv6 as \"[::1]:9260\")"),
+                )
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// How logins authenticate.
@@ -137,6 +178,85 @@ impl Default for IscsiSettings {
             login_timeout: 15,
             io_memory: "1G".into(),
         }
+    }
+}
+
+/// An ALUA target port group: a set of portals sharing one access state.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PortalGroup {
+    /// Target port group id, also the iSCSI portal group tag (1..65535).
+    pub id: u16,
+    /// Member portals (as listed in `portals`).
+    pub portals: Vec<String>,
+    /// Access state reported to initiators.
+    #[serde(default)]
+    pub state: AluaStateConfig,
+}
+
+/// ALUA access state of a port group (SPC-4 5.16).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum AluaStateConfig {
+    /// Full performance path.
+    #[default]
+    #[serde(rename = "active/optimized")]
+    ActiveOptimized,
+    /// Usable, not preferred.
+    #[serde(rename = "active/non-optimized")]
+    ActiveNonOptimized,
+    /// Reachable, serves only inquiry-type commands.
+    #[serde(rename = "standby")]
+    Standby,
+    /// Reachable, refuses media access.
+    #[serde(rename = "unavailable")]
+    Unavailable,
+}
+
+/// Where a portal sits in the port layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PortalPlace {
+    /// Relative target port id (1-based position in `portals`).
+    pub relative_port: u16,
+    /// Target port group id / portal group tag.
+    pub group: u16,
+}
+
+impl Config {
+    /// The relative port and group of portal `name`.
+    pub fn portal_place(&self, name: &str) -> PortalPlace {
+        let index = self.portals.iter().position(|p| p == name).unwrap_or(0);
+        let group = self
+            .portal_groups
+            .iter()
+            .find(|g| g.portals.iter().any(|p| p == name))
+            .map(|g| g.id)
+            .unwrap_or(1);
+        PortalPlace {
+            relative_port: u16::try_from(index + 1).unwrap_or(u16::MAX),
+            group,
+        }
+    }
+
+    /// Every port group with its state and relative ports (the implicit
+    /// group 1 included when some portal belongs to no group).
+    pub fn alua_groups(&self) -> Vec<(u16, AluaStateConfig, Vec<u16>)> {
+        let mut groups: Vec<(u16, AluaStateConfig, Vec<u16>)> = self
+            .portal_groups
+            .iter()
+            .map(|g| (g.id, g.state, Vec::new()))
+            .collect();
+        for p in &self.portals {
+            let place = self.portal_place(p);
+            match groups.iter_mut().find(|g| g.0 == place.group) {
+                Some(g) => g.2.push(place.relative_port),
+                None => groups.push((
+                    place.group,
+                    AluaStateConfig::ActiveOptimized,
+                    vec![place.relative_port],
+                )),
+            }
+        }
+        groups
     }
 }
 
@@ -268,9 +388,14 @@ pub struct Target {
 pub struct Lun {
     /// LUN number (0..16383).
     pub id: u16,
-    /// Backing file; created sparse when missing.
-    pub file: PathBuf,
-    /// Size such as `10G`, `512M` or a byte count; required when the file is created.
+    /// Backing file; created sparse when missing. Exactly one of `file` and `volume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Backing volume of the pool in `data_dir/pool`; created when missing and
+    /// `size` is given. Exactly one of `file` and `volume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
+    /// Size such as `10G`, `512M` or a byte count; required when the file or volume is created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
     /// Logical block size: 512 (default) or 4096.
@@ -380,8 +505,34 @@ impl Config {
                 return Err((format!("portals[{i}]"), format!("{p} is listed twice")));
             }
         }
+        let mut group_ids = HashSet::new();
+        let mut grouped = HashSet::new();
+        for (g, group) in self.portal_groups.iter().enumerate() {
+            let key = format!("portal_group[{g}]");
+            if group.id == 0 || !group_ids.insert(group.id) {
+                return Err((
+                    format!("{key}.id"),
+                    format!("{} must be unique and at least 1", group.id),
+                ));
+            }
+            for (i, p) in group.portals.iter().enumerate() {
+                if !self.portals.contains(p) {
+                    return Err((
+                        format!("{key}.portals[{i}]"),
+                        format!("{p} is not listed in portals"),
+                    ));
+                }
+                if !grouped.insert(p.clone()) {
+                    return Err((
+                        format!("{key}.portals[{i}]"),
+                        format!("{p} is already in another group"),
+                    ));
+                }
+            }
+        }
         self.iscsi.validate()?;
         self.security.validate()?;
+        self.api.validate()?;
         let min_secret = self.security.min_chap_secret_len;
         self.discovery.validate(min_secret)?;
         let mut iqns = HashSet::new();
@@ -477,8 +628,23 @@ impl Target {
                     format!("LUN {} is defined twice", lun.id),
                 ));
             }
-            if lun.file.as_os_str().is_empty() {
-                return Err((format!("{lkey}.file"), "must not be empty".into()));
+            match (&lun.file, &lun.volume) {
+                (Some(f), None) if f.as_os_str().is_empty() => {
+                    return Err((format!("{lkey}.file"), "must not be empty".into()));
+                }
+                (Some(_), None) => {}
+                (None, Some(v)) => {
+                    check_volume_name(v).map_err(|p| (format!("{lkey}.volume"), p))?
+                }
+                (Some(_), Some(_)) => {
+                    return Err((lkey, "give either file or volume, not both".into()));
+                }
+                (None, None) => {
+                    return Err((
+                        lkey,
+                        "needs a backing: file = \"PATH\" or volume = \"NAME\"".into(),
+                    ));
+                }
             }
             if lun.block_size != 512 && lun.block_size != 4096 {
                 return Err((format!("{lkey}.block_size"), "must be 512 or 4096".into()));
@@ -610,6 +776,22 @@ fn check_secret(secret: &str, min_len: usize) -> Result<(), String> {
         return Err("must be at most 255 bytes long".into());
     }
     Ok(())
+}
+
+/// Checks a volume name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn check_volume_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a volume name (1-64 of A-Z a-z 0-9 . _ -)"
+        ))
+    }
 }
 
 /// Checks an iSCSI name against RFC 7143 section 4.2.7: `iqn.` names with a
@@ -798,6 +980,21 @@ mutual_secret = "another-12-chars"
         assert!(check_iscsi_name("iqn.2026-11.org.exa mple").is_err());
         assert!(check_iscsi_name("eui.123").is_err());
         assert!(check_iscsi_name("host1").is_err());
+    }
+
+    #[test]
+    fn api_section() {
+        let cfg = parse(&format!("{GOOD}\n[api]\nlisten = \"127.0.0.1:9260\"\n")).expect("valid");
+        assert_eq!(cfg.api.listen.as_deref(), Some("127.0.0.1:9260"));
+        let text = toml::to_string(&cfg).expect("serializes");
+        assert_eq!(parse(&text).expect("reparses"), cfg);
+        let e = problem(&format!("{GOOD}\n[api]\nlisten = \"localhost\"\n"));
+        assert!(e.contains("api.listen"), "{e}");
+        let e = problem(&format!("{GOOD}\n[api]\nlisen = \"127.0.0.1:1\"\n"));
+        assert!(e.contains("lisen"), "{e}");
+        assert!(!toml::to_string(&parse(GOOD).expect("valid"))
+            .expect("ser")
+            .contains("[api]"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::diff::{diff, Change};
 use crate::server::{SessionCtl, SessionInfo, Shared};
-use crate::targets::{open_lun, TargetNode, TargetView};
+use crate::targets::{open_lun, Backing, TargetNode, TargetView};
 
 /// The live configuration's file in `data_dir`.
 pub const LIVE_FILE: &str = "live.toml";
@@ -118,9 +118,19 @@ impl Control {
         self.shared.sessions_of(None)
     }
 
+    /// The bound portal addresses (with the real port where 0 was configured).
+    pub fn portal_addrs(&self) -> Vec<SocketAddr> {
+        self.shared.portal_addrs()
+    }
+
     /// The listening sockets, for a successor process.
     pub fn listener_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
         self.shared.listener_fds()
+    }
+
+    /// The volume pool.
+    pub fn pool(&self) -> Arc<volume::Pool> {
+        self.shared.pool.clone()
     }
 
     /// Records an event in the audit log.
@@ -279,7 +289,11 @@ impl Control {
                     let Some((key, spec)) = find_lun(new, target, *lun) else {
                         continue;
                     };
-                    let lu = open_lun(&key, target, spec)?;
+                    let backing = Backing {
+                        data_dir: &new.data_dir,
+                        pool: &self.shared.pool,
+                    };
+                    let lu = open_lun(&key, target, spec, &backing)?;
                     opened
                         .luns
                         .insert((target.to_ascii_lowercase(), u64::from(*lun)), lu);

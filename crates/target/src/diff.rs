@@ -85,7 +85,8 @@ pub enum Change {
         /// What changed (never the secret values).
         what: Vec<String>,
     },
-    /// A global section (`iscsi`, `security`, `discovery`) changes; applies to new sessions.
+    /// A global section (`iscsi`, `security`, `discovery`, `api`) changes; applies to new sessions
+    /// (the daemon rebinds the API's TCP listener).
     ChangeSettings {
         /// Section name.
         section: String,
@@ -148,6 +149,7 @@ pub fn diff(from: &Config, to: &Config) -> Vec<Change> {
         ("iscsi", from.iscsi != to.iscsi),
         ("security", from.security != to.security),
         ("discovery", from.discovery != to.discovery),
+        ("portal_group", from.portal_groups != to.portal_groups),
     ] {
         if changed {
             out.push(Change::ChangeSettings {

@@ -170,9 +170,10 @@ impl Authority<'_> {
     }
 }
 
-fn limits(shared: &Shared) -> TargetLimits {
+fn limits(shared: &Shared, portal_group: u16) -> TargetLimits {
     let s = shared.settings();
     TargetLimits {
+        target_portal_group_tag: portal_group,
         max_recv_data_segment_length: s.max_recv_data_segment_length,
         max_burst_length: s.max_burst_length,
         first_burst_length: s.first_burst_length,
@@ -192,8 +193,9 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     window: &CmdWindow,
     peer: SocketAddr,
     local: SocketAddr,
+    portal_group: u16,
 ) -> Result<LoggedIn, ()> {
-    let mut machine = TargetLogin::new(limits(shared), Default::default());
+    let mut machine = TargetLogin::new(limits(shared, portal_group), Default::default());
     let authority = Authority {
         shared,
         peer: peer.ip(),

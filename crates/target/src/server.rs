@@ -13,9 +13,9 @@ use tracing::{info, warn};
 
 use crate::audit::Audit;
 use crate::budget::MemoryBudget;
-use crate::config::{parse_size, Config, Discovery, IscsiSettings};
+use crate::config::{parse_size, AluaStateConfig, Config, Discovery, IscsiSettings, PortalPlace};
 use crate::guard::LoginGuard;
-use crate::targets::{open_luns, TargetNode};
+use crate::targets::{open_luns, Backing, TargetNode};
 
 /// How long a stopping daemon waits for initiators to log out.
 const LOGOUT_GRACE: Duration = Duration::from_secs(5);
@@ -34,14 +34,22 @@ pub enum ServerError {
         source: std::io::Error,
     },
     /// A LUN's backing store could not be opened.
-    #[error("{key} ({path}): {message}")]
+    #[error("{key} ({backing}): {message}")]
     Lun {
         /// Config key of the LUN.
         key: String,
-        /// Backing path.
-        path: PathBuf,
+        /// Backing file or volume.
+        backing: String,
         /// What went wrong.
         message: String,
+    },
+    /// The volume pool could not be opened.
+    #[error("volume pool {path}: {source}")]
+    Pool {
+        /// The pool directory.
+        path: PathBuf,
+        /// The error.
+        source: volume::VolumeError,
     },
     /// The data directory is unusable.
     #[error("data_dir {path}: {source}")]
@@ -120,6 +128,8 @@ pub struct Shared {
     pub(crate) apply_lock: tokio::sync::Mutex<()>,
     /// Fingerprint of the configuration file the live state grew from.
     pub(crate) live_seed: Mutex<String>,
+    /// The volume pool in `data_dir/pool`.
+    pub(crate) pool: Arc<volume::Pool>,
 }
 
 /// A listening portal and its accept loop.
@@ -160,6 +170,47 @@ impl Shared {
             .collect()
     }
 
+    /// Bound portals with their portal group tags, in configuration order.
+    pub(crate) fn portals_with_groups(&self) -> Vec<(SocketAddr, u16)> {
+        let cfg = self
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let portals = self.portals.lock().unwrap_or_else(|p| p.into_inner());
+        cfg.portals
+            .iter()
+            .filter_map(|name| {
+                portals
+                    .get(name)
+                    .map(|p| (p.addr, cfg.portal_place(name).group))
+            })
+            .collect()
+    }
+
+    /// Installs the port group table of `cfg` on every logical unit.
+    pub(crate) fn apply_alua(&self, cfg: &Config) {
+        let groups: Arc<[scsi::AluaGroup]> = cfg
+            .alua_groups()
+            .into_iter()
+            .map(|(id, state, relative_ports)| scsi::AluaGroup {
+                id,
+                state: match state {
+                    AluaStateConfig::ActiveOptimized => scsi::AluaState::ActiveOptimized,
+                    AluaStateConfig::ActiveNonOptimized => scsi::AluaState::ActiveNonOptimized,
+                    AluaStateConfig::Standby => scsi::AluaState::Standby,
+                    AluaStateConfig::Unavailable => scsi::AluaState::Unavailable,
+                },
+                relative_ports,
+            })
+            .collect();
+        for t in self.targets() {
+            for lu in t.view().luns.values() {
+                lu.set_alua(groups.clone());
+            }
+        }
+    }
+
     /// Starts serving a bound listener as portal `name` (its config string).
     pub(crate) fn add_portal(
         self: &Arc<Self>,
@@ -168,7 +219,7 @@ impl Shared {
         listener: TcpListener,
     ) {
         let listener = Arc::new(listener);
-        let task = tokio::spawn(accept_loop(listener.clone(), self.clone()));
+        let task = tokio::spawn(accept_loop(listener.clone(), self.clone(), name.clone()));
         let old = self
             .portals
             .lock()
@@ -338,6 +389,17 @@ impl Server {
             path: cfg.data_dir.clone(),
             source,
         })?;
+        let pool_dir = cfg.data_dir.join("pool");
+        let pool = volume::Pool::open_or_create(&pool_dir, volume::PoolOptions::default())
+            .map_err(|source| ServerError::Pool {
+                path: pool_dir.clone(),
+                source,
+            })?;
+        let pool = Arc::new(pool);
+        let backing = Backing {
+            data_dir: &cfg.data_dir,
+            pool: &pool,
+        };
         let targets = cfg
             .targets
             .iter()
@@ -345,7 +407,7 @@ impl Server {
             .map(|(t, target)| {
                 Ok(TargetNode::new(
                     target.clone(),
-                    open_luns(&format!("target[{t}]"), target)?,
+                    open_luns(&format!("target[{t}]"), target, &backing)?,
                 ))
             })
             .collect::<Result<Vec<_>, ServerError>>()?;
@@ -368,7 +430,9 @@ impl Server {
             idle: Notify::new(),
             apply_lock: tokio::sync::Mutex::new(()),
             live_seed: Mutex::new(String::new()),
+            pool,
         });
+        shared.apply_alua(cfg);
         for (name, addr, l) in listeners.0 {
             let l = l
                 .set_nonblocking(true)
@@ -443,6 +507,9 @@ impl Server {
                 }
             }
         }
+        if let Err(e) = shared.pool.flush() {
+            warn!(error = %e, "flushing the volume pool at stop failed");
+        }
         info!("stopped");
     }
 }
@@ -452,14 +519,19 @@ pub(crate) fn logout_grace() -> Duration {
     LOGOUT_GRACE
 }
 
-async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>) {
+async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>, portal: String) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let shared = shared.clone();
                 shared.connections.fetch_add(1, Ordering::AcqRel);
+                let place = shared
+                    .config
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .portal_place(&portal);
                 tokio::spawn(async move {
-                    serve(&shared, stream, peer).await;
+                    serve(&shared, stream, peer, place).await;
                     if shared.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
                         shared.idle.notify_waiters();
                     }
@@ -474,11 +546,11 @@ async fn accept_loop(listener: Arc<TcpListener>, shared: Arc<Shared>) {
     }
 }
 
-async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, place: PortalPlace) {
     let local = match stream.local_addr() {
         Ok(a) => a,
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
-    crate::session::run_connection(shared.clone(), stream, peer, local).await;
+    crate::session::run_connection(shared.clone(), stream, peer, local, place).await;
 }

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
 use tracing::{debug, info, warn};
 
-use crate::config::IscsiSettings;
+use crate::config::{IscsiSettings, PortalPlace};
 use crate::frame::{FrameError, PduReader};
 use crate::login::{self, LoggedIn, LOGIN_MAX_DATA};
 use crate::scsi_task::PendingWrite;
@@ -106,6 +106,7 @@ pub(crate) async fn run_connection(
     stream: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    place: PortalPlace,
 ) {
     let (rd, wr) = stream.into_split();
     let settings = shared.settings();
@@ -117,7 +118,7 @@ pub(crate) async fn run_connection(
     let login_time = Duration::from_secs(u64::from(settings.login_timeout));
     let pending = shared.guard.connection(peer.ip());
     let logged_in = tokio::select! {
-        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer, local)) => match r {
+        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer, local, place.group)) => match r {
             Ok(Ok(l)) => Some(l),
             Ok(Err(())) => None,
             Err(_) => {
@@ -143,6 +144,7 @@ pub(crate) async fn run_connection(
             pool,
             peer,
             local,
+            place,
         )
         .await;
     }
@@ -163,6 +165,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     pool: Arc<BufPool>,
     peer: SocketAddr,
     local: SocketAddr,
+    place: PortalPlace,
 ) {
     let LoggedIn {
         result,
@@ -186,7 +189,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     reader.set_max_data(p.target_max_recv_data_segment_length);
     let nexus = Nexus {
         id: key.as_ref().map(|k| shared.nexus_id(k)).unwrap_or(0),
-        relative_port: 1,
+        relative_port: place.relative_port,
     };
     let mut session = Session {
         shared: shared.clone(),

@@ -1,10 +1,11 @@
 //! Targets as the runtime serves them, and opening their logical units.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use scsi::{FileDevice, LogicalUnit, LuIdentity};
+use scsi::{CopyPeers, FileDevice, FilePrStore, LogicalUnit, LuIdentity};
 use tracing::info;
 
 use crate::config::{parse_size, Acl, Lun, Target};
@@ -16,6 +17,8 @@ pub struct TargetNode {
     /// Target name.
     pub iqn: String,
     view: RwLock<Arc<TargetView>>,
+    /// Resolves EXTENDED COPY designators to this target's LUNs.
+    peers: Arc<Peers>,
     /// Set while a drain removes storage: new logins are told to retry later.
     pub(crate) draining: AtomicBool,
     /// LUNs removed by force, with the nexuses already told so: their first
@@ -51,14 +54,39 @@ pub(crate) enum LunRef {
     None,
 }
 
+/// EXTENDED COPY peers: the LUNs of one target, found by NAA designator.
+struct Peers(Weak<TargetNode>);
+
+impl CopyPeers for Peers {
+    fn lookup(&self, naa: &[u8]) -> Option<Arc<LogicalUnit>> {
+        let node = self.0.upgrade()?;
+        let view = node.view();
+        view.luns
+            .values()
+            .find(|lu| lu.identity().naa[..] == *naa)
+            .cloned()
+    }
+}
+
 impl TargetNode {
     pub(crate) fn new(spec: Target, luns: BTreeMap<u64, Arc<LogicalUnit>>) -> Arc<Self> {
-        Arc::new(Self {
+        let node = Arc::new_cyclic(|me| Self {
             iqn: spec.iqn.clone(),
             view: RwLock::new(Arc::new(TargetView { spec, luns })),
+            peers: Arc::new(Peers(me.clone())),
             draining: AtomicBool::new(false),
             removed: Mutex::new(HashMap::new()),
-        })
+        });
+        node.introduce_peers();
+        node
+    }
+
+    /// Lets every LUN of the view find its peers for EXTENDED COPY.
+    fn introduce_peers(&self) {
+        let peers: Arc<dyn CopyPeers> = self.peers.clone();
+        for lu in self.view().luns.values() {
+            lu.set_copy_peers(Arc::downgrade(&peers));
+        }
     }
 
     /// The current view.
@@ -77,6 +105,9 @@ impl TargetNode {
             removed.remove(id);
         }
         *cur = Arc::new(view);
+        drop(cur);
+        drop(removed);
+        self.introduce_peers();
     }
 
     /// Resolves LUN `id` for `nexus`.
@@ -96,22 +127,40 @@ impl TargetNode {
 pub(crate) fn open_luns(
     key: &str,
     target: &Target,
+    backing: &Backing<'_>,
 ) -> Result<BTreeMap<u64, Arc<LogicalUnit>>, ServerError> {
     let mut luns = BTreeMap::new();
     for (l, lun) in target.luns.iter().enumerate() {
-        luns.insert(
-            u64::from(lun.id),
-            open_lun(&format!("{key}.lun[{l}]"), &target.iqn, lun)?,
-        );
+        let lu = open_lun(&format!("{key}.lun[{l}]"), &target.iqn, lun, backing)?;
+        luns.insert(u64::from(lun.id), lu);
     }
     Ok(luns)
 }
 
-/// Opens one logical unit (creating its file when missing).
-pub(crate) fn open_lun(key: &str, iqn: &str, lun: &Lun) -> Result<Arc<LogicalUnit>, ServerError> {
+/// Where logical units find their storage.
+pub(crate) struct Backing<'a> {
+    /// The daemon's state directory (persistent reservations live here).
+    pub data_dir: &'a Path,
+    /// The volume pool.
+    pub pool: &'a volume::Pool,
+}
+
+/// Opens one logical unit (creating its file or volume when missing and a
+/// size is given), with its persistent reservation state under `data_dir/pr`.
+pub(crate) fn open_lun(
+    key: &str,
+    iqn: &str,
+    lun: &Lun,
+    backing: &Backing<'_>,
+) -> Result<Arc<LogicalUnit>, ServerError> {
+    let what = match (&lun.file, &lun.volume) {
+        (Some(f), _) => f.display().to_string(),
+        (None, Some(v)) => format!("volume {v}"),
+        (None, None) => "no backing".to_string(),
+    };
     let err = |message: String| ServerError::Lun {
         key: key.to_string(),
-        path: lun.file.clone(),
+        backing: what.clone(),
         message,
     };
     let size = lun
@@ -120,19 +169,50 @@ pub(crate) fn open_lun(key: &str, iqn: &str, lun: &Lun) -> Result<Arc<LogicalUni
         .map(parse_size)
         .transpose()
         .map_err(err)?;
-    let create = !lun.file.exists();
-    if create && size.is_none() {
-        return Err(err(
-            "the file does not exist and no size is given to create it".into(),
-        ));
-    }
-    let dev = FileDevice::open(&lun.file, size, lun.block_size, create)
-        .map_err(|e| err(e.to_string()))?;
-    info!(target = %iqn, lun = lun.id, file = %lun.file.display(), created = create, "logical unit ready");
-    Ok(Arc::new(LogicalUnit::new(
-        Arc::new(dev),
-        identity(iqn, lun),
-    )))
+    let dev: Arc<dyn scsi::BlockDevice> = match (&lun.file, &lun.volume) {
+        (Some(file), _) => {
+            let create = !file.exists();
+            if create && size.is_none() {
+                return Err(err(
+                    "the file does not exist and no size is given to create it".into(),
+                ));
+            }
+            let dev = FileDevice::open(file, size, lun.block_size, create)
+                .map_err(|e| err(e.to_string()))?;
+            Arc::new(dev)
+        }
+        (None, Some(name)) => {
+            let exists = backing.pool.info(name).is_some();
+            if !exists {
+                let Some(size) = size else {
+                    return Err(err(
+                        "the volume does not exist and no size is given to create it".into(),
+                    ));
+                };
+                backing
+                    .pool
+                    .create_volume(name, size, lun.block_size)
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            backing.pool.device(name).map_err(|e| err(e.to_string()))?
+        }
+        (None, None) => return Err(err("needs a file or a volume".into())),
+    };
+    info!(target = %iqn, lun = lun.id, backing = %what, "logical unit ready");
+    let ident = identity(iqn, lun);
+    let pr_dir = backing.data_dir.join("pr");
+    std::fs::create_dir_all(&pr_dir)
+        .map_err(|e| err(format!("creating {}: {e}", pr_dir.display())))?;
+    let pr_file = pr_dir.join(format!("{}.pr", ident.serial));
+    let lu = LogicalUnit::new(dev, ident)
+        .with_pr_store(Arc::new(FilePrStore::new(pr_file.clone())))
+        .map_err(|e| {
+            err(format!(
+                "persistent reservations in {}: {e}",
+                pr_file.display()
+            ))
+        })?;
+    Ok(Arc::new(lu))
 }
 
 /// FNV-1a, used to derive identifiers that stay the same across restarts and

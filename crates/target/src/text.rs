@@ -16,9 +16,6 @@ pub(crate) struct TextState {
     ttt: u32,
 }
 
-/// The portal group tag of every portal (one group for now).
-pub(crate) const PORTAL_GROUP_TAG: u16 = 1;
-
 impl Session {
     pub(crate) fn text_request(&mut self, t: TextRequest, data: &[u8]) {
         if !self.accept_cmd_sn(t.immediate, t.cmd_sn) {
@@ -90,9 +87,9 @@ impl Session {
         });
         for t in visible {
             push_pair(out, "TargetName", &t.iqn);
-            for portal in &self.shared.portal_addrs() {
-                let addr = advertised(*portal, self.local);
-                push_pair(out, "TargetAddress", &format!("{addr},{PORTAL_GROUP_TAG}"));
+            for (portal, group) in self.shared.portals_with_groups() {
+                let addr = advertised(portal, self.local);
+                push_pair(out, "TargetAddress", &format!("{addr},{group}"));
             }
         }
     }

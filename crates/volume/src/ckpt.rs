@@ -26,10 +26,11 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::catalog::{decode_ptr, encode_ptr, Catalog, SnapMeta, Vol};
+use crate::catalog::{Catalog, SnapMeta, Vol};
 use crate::codec::{Dec, Enc};
 use crate::error::{Result, VolumeError};
 use crate::layer::{shard_of, Chain, ChunkMap, Frozen, Head, LayerId, Ptr, VolState, SHARDS};
+use crate::ops::{decode_ptr, encode_ptr};
 
 const MAGIC: &[u8; 8] = b"IRSNCKPT";
 const VERSION: u32 = 1;

@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex, RwLock};
 use tracing::{error, info, warn};
 
 use crate::alloc::Allocator;
-use crate::catalog::{decode_ops, encode_ops, ApplyCtx, Catalog, Op};
+use crate::catalog::{ApplyCtx, Catalog, Op};
 use crate::ckpt;
 use crate::error::{ErrorKind, Result, VolumeError};
 use crate::layer::{lock, read, write, Chain, Free, Head, Ptr, VolState, CHUNK_U64};
+use crate::ops::{decode_ops, encode_ops};
 use crate::wal::{self, LogDamage, Wal};
 use crate::PoolOptions;
 

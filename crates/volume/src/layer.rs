@@ -269,3 +269,43 @@ mod tests {
         assert!(seen.iter().all(|&s| s));
     }
 }
+
+#[cfg(test)]
+mod micro {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn micro_lookup_and_crc() {
+        let head = Arc::new(Head::new(1));
+        for c in 0..262_144u64 {
+            head.write(c).map.insert(c, Ptr::Data { phys: c, crc: 1 });
+        }
+        let chain = Chain {
+            head,
+            parents: vec![],
+            size: 1 << 30,
+            deleted: false,
+        };
+        let vs = VolState::new("v", 4096, chain);
+        let mut x = 12345u64;
+        let t = std::time::Instant::now();
+        let mut acc = 0u64;
+        for _ in 0..1_000_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let g = vs.read_gate();
+            if let Some(Ptr::Data { phys, .. }) = g.lookup(x % 262_144) {
+                acc += phys;
+            }
+        }
+        println!("gate+lookup: {:?}/op ({acc})", t.elapsed() / 1_000_000);
+        let buf = vec![7u8; 4096];
+        let t = std::time::Instant::now();
+        for i in 0..1_000_000u64 {
+            acc += u64::from(crate::codec::block_crc(i, &buf));
+        }
+        println!("crc 4K: {:?}/op ({acc})", t.elapsed() / 1_000_000);
+    }
+}

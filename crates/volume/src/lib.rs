@@ -132,6 +132,8 @@
 //! * FUA writes cost two fsyncs (data, log); sub-4K LUNs do RMW per chunk.
 //! * Snapshots cannot be opened as read-only devices yet.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod alloc;
 mod catalog;
 mod ckpt;
@@ -141,6 +143,7 @@ mod engine;
 mod error;
 mod info;
 mod layer;
+mod ops;
 mod pool;
 mod scrub;
 mod wal;

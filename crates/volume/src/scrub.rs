@@ -80,6 +80,11 @@ impl CheckReport {
     }
 }
 
+/// (chunk, phys, crc) of a mapped data block.
+type Entry = (u64, u64, u32);
+/// An object to scrub: its head (volume) or frozen layer (snapshot).
+type ScrubObj = (Obj, Option<Arc<Head>>, Option<Arc<Frozen>>);
+
 /// What owns a block: for naming damage.
 struct Obj {
     name: String,
@@ -93,7 +98,7 @@ struct Obj {
 /// whatever lock makes that stable). Returns damaged chunks.
 fn verify_entries(
     data: &std::fs::File,
-    mut entries: Vec<(u64, u64, u32)>,
+    mut entries: Vec<Entry>,
     mut recheck: impl FnMut(u64, u64, u32) -> bool,
 ) -> (u64, Vec<(u64, u64, String)>) {
     entries.sort_unstable_by_key(|e| e.1);
@@ -112,15 +117,13 @@ fn verify_entries(
             if !ok || block_crc(phys, blk) != crc {
                 let mut one = [0u8; CHUNK];
                 let short = data.read_exact_at(&mut one, phys * CHUNK_U64).is_err();
-                if short || block_crc(phys, &one) != crc {
-                    if recheck(c, phys, crc) {
-                        let what = if short {
-                            "block missing (beyond end of data file)"
-                        } else {
-                            "checksum mismatch"
-                        };
-                        bad.push((c, phys, what.to_string()));
-                    }
+                if (short || block_crc(phys, &one) != crc) && recheck(c, phys, crc) {
+                    let what = if short {
+                        "block missing (beyond end of data file)"
+                    } else {
+                        "checksum mismatch"
+                    };
+                    bad.push((c, phys, what.to_string()));
                 }
             }
         }
@@ -129,7 +132,7 @@ fn verify_entries(
     (entries.len() as u64, bad)
 }
 
-fn data_entries(f: impl FnOnce(&mut dyn FnMut(u64, Ptr))) -> Vec<(u64, u64, u32)> {
+fn data_entries(f: impl FnOnce(&mut dyn FnMut(u64, Ptr))) -> Vec<Entry> {
     let mut v = Vec::new();
     f(&mut |c, p| {
         if let Ptr::Data { phys, crc } = p {
@@ -205,7 +208,7 @@ impl Pool {
         let inner: &PoolInner = &self.inner;
         let mut report = ScrubReport::default();
         // Objects to scan: (object, head or frozen layer).
-        let mut objs: Vec<(Obj, Option<Arc<Head>>, Option<Arc<Frozen>>)> = Vec::new();
+        let mut objs: Vec<ScrubObj> = Vec::new();
         {
             let cat = lock(&inner.meta);
             let mut seen: HashSet<LayerId> = HashSet::new();
@@ -433,7 +436,7 @@ fn structure(cat: &mut Catalog, r: &mut CheckReport, repair: bool, rewrite: &mut
 /// Every block owned once, every block readable and matching its checksum.
 fn ownership_and_data(cat: &Catalog, data: &std::fs::File, r: &mut CheckReport) -> HashSet<u64> {
     let mut owner: HashMap<u64, String> = HashMap::new();
-    let mut objs: Vec<(Obj, Vec<(u64, u64, u32)>)> = Vec::new();
+    let mut objs: Vec<(Obj, Vec<Entry>)> = Vec::new();
     for (vn, v) in &cat.vols {
         let ch = v.state.read_gate();
         let obj = Obj {

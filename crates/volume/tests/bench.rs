@@ -100,8 +100,12 @@ fn bench_4k_random_read_profile() {
         Arc::new(FileDevice::open(t.path().join("raw"), Some(REGION), 4096, true).unwrap());
     fill(&raw);
     // The pool's data file read directly (same layout, no metadata/CRC).
-    let direct: Arc<dyn BlockDevice> = Arc::new(FileDevice::open_read_only(pool.data_path(), 4096).unwrap());
-    let reps = std::env::var("BENCH_REPS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let direct: Arc<dyn BlockDevice> =
+        Arc::new(FileDevice::open_read_only(pool.data_path(), 4096).unwrap());
+    let reps = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
     for _ in 0..reps {
         println!(
             "volume read {:.0} IOPS, file read {:.0} IOPS, pool data file direct {:.0} IOPS",
