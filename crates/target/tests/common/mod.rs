@@ -1,3 +1,4 @@
+#![allow(dead_code, unused_imports)]
 //! Shared fixtures for the loopback tests: a real [`Server`] on 127.0.0.1
 //! with file-backed LUNs in a private temporary directory. The initiator is
 //! the `ironsan-initiator` crate (the same one `ironsan-load` uses).
