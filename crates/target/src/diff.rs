@@ -150,6 +150,7 @@ pub fn diff(from: &Config, to: &Config) -> Vec<Change> {
         ("security", from.security != to.security),
         ("discovery", from.discovery != to.discovery),
         ("portal_group", from.portal_groups != to.portal_groups),
+        ("api", from.api != to.api),
     ] {
         if changed {
             out.push(Change::ChangeSettings {

@@ -90,6 +90,18 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
         self.data_digest = data;
     }
 
+    /// Whether a whole PDU is already buffered, so `next` will not wait.
+    pub fn has_frame(&self) -> bool {
+        let avail = self.end - self.start;
+        if avail < BHS_LEN {
+            return false;
+        }
+        let mut bhs = Bhs::default();
+        bhs.0
+            .copy_from_slice(&self.buf[self.start..self.start + BHS_LEN]);
+        avail >= BHS_LEN + bhs.trailing_len(self.header_digest, self.data_digest)
+    }
+
     /// Reads the next whole PDU. Cancel-safe.
     pub async fn next(&mut self) -> Result<Frame<'_>, FrameError> {
         self.fill(BHS_LEN).await?;

@@ -273,10 +273,12 @@ impl Session {
         let _ = self.tx.send(Out::Complete(Box::new(c)));
     }
 
-    /// Executes a command whose data is complete, off the async threads.
+    /// Executes a command whose data is complete. Media access runs off the
+    /// async threads: commands are collected while the reader has PDUs
+    /// buffered and handed to I/O threads in batches by [`flush_ready`](Self::flush_ready).
     #[allow(clippy::too_many_arguments)]
     fn execute(
-        &self,
+        &mut self,
         itt: u32,
         read: bool,
         lu: Option<Arc<LogicalUnit>>,
@@ -286,48 +288,113 @@ impl Session {
         r2t_count: u32,
         reservation: Reservation,
     ) {
-        let nexus = self.nexus;
-        let initiator_port = self.initiator_port.clone();
-        let pool = self.pool.clone();
-        let tx = self.tx.clone();
-        let running = self.running.clone();
         let luns = (cdb.as_slice().first() == Some(&0xa0)).then(|| self.visible_luns());
         let blocking = lu.is_some() && luns.is_none();
-        let run = move || {
-            let mut data_in = pool.get();
-            let req = ScsiRequest {
-                cdb: cdb.as_slice(),
-                data_out: &data_out,
-                expected_len: edtl,
-                nexus,
-                initiator_port: &initiator_port,
-            };
-            let outcome = match (&luns, &lu) {
-                (Some(luns), _) => scsi::report_luns(luns, &req, &mut data_in),
-                (None, Some(lu)) => lu.execute(&req, &mut data_in),
-                (None, None) => scsi::execute_no_lun(&req, &mut data_in),
-            };
-            if !read {
-                data_in.clear();
-            }
-            pool.put(data_out);
-            let c = Completion {
-                itt,
-                status: outcome.status,
-                sense: outcome.sense,
-                data: data_in,
-                residual: Residual::compute(edtl, outcome.transfer_len),
-                r2t_count,
-                reservation: Some(reservation),
-            };
-            let _ = tx.send(Out::Complete(Box::new(c)));
-            running.finish();
+        let exec = Exec {
+            itt,
+            read,
+            lu,
+            luns,
+            cdb,
+            data_out,
+            edtl,
+            r2t_count,
+            reservation,
         };
-        self.running.start();
+        self.running.start(1);
         if blocking {
-            tokio::task::spawn_blocking(run);
+            self.ready.push(exec);
         } else {
-            run();
+            // REPORT LUNS and commands to unmapped LUNs touch no media.
+            let c = exec.run(&self.exec_ctx());
+            let _ = self.tx.send(Out::Complete(Box::new(c)));
+            self.running.finish(1);
+        }
+    }
+
+    fn exec_ctx(&self) -> ExecCtx {
+        ExecCtx {
+            nexus: self.nexus,
+            initiator_port: self.initiator_port.clone(),
+            pool: self.pool.clone(),
+        }
+    }
+
+    /// Hands the collected commands to I/O threads, a few per thread so a
+    /// deep queue still runs in parallel; their completions reach the writer
+    /// as one batch per thread.
+    pub(crate) fn flush_ready(&mut self) {
+        if self.ready.is_empty() {
+            return;
+        }
+        let mut ready = std::mem::take(&mut self.ready);
+        while !ready.is_empty() {
+            let chunk: Vec<Exec> = ready
+                .drain(..ready.len().min(COMMANDS_PER_THREAD))
+                .collect();
+            let ctx = self.exec_ctx();
+            let tx = self.tx.clone();
+            let running = self.running.clone();
+            tokio::task::spawn_blocking(move || {
+                let n = chunk.len();
+                let done: Vec<Completion> = chunk.into_iter().map(|e| e.run(&ctx)).collect();
+                let _ = tx.send(Out::Batch(done));
+                running.finish(n);
+            });
+        }
+    }
+}
+
+/// How many commands one I/O thread runs from a batch.
+const COMMANDS_PER_THREAD: usize = 4;
+
+/// What an I/O thread needs to know about the session.
+struct ExecCtx {
+    nexus: scsi::Nexus,
+    initiator_port: Arc<str>,
+    pool: Arc<crate::writer::BufPool>,
+}
+
+/// A command ready to execute.
+pub(crate) struct Exec {
+    itt: u32,
+    read: bool,
+    lu: Option<Arc<LogicalUnit>>,
+    luns: Option<Vec<u64>>,
+    cdb: Cdb,
+    data_out: Vec<u8>,
+    edtl: u32,
+    r2t_count: u32,
+    reservation: Reservation,
+}
+
+impl Exec {
+    fn run(self, ctx: &ExecCtx) -> Completion {
+        let mut data_in = ctx.pool.get();
+        let req = ScsiRequest {
+            cdb: self.cdb.as_slice(),
+            data_out: &self.data_out,
+            expected_len: self.edtl,
+            nexus: ctx.nexus,
+            initiator_port: &ctx.initiator_port,
+        };
+        let outcome = match (&self.luns, &self.lu) {
+            (Some(luns), _) => scsi::report_luns(luns, &req, &mut data_in),
+            (None, Some(lu)) => lu.execute(&req, &mut data_in),
+            (None, None) => scsi::execute_no_lun(&req, &mut data_in),
+        };
+        if !self.read {
+            data_in.clear();
+        }
+        ctx.pool.put(self.data_out);
+        Completion {
+            itt: self.itt,
+            status: outcome.status,
+            sense: outcome.sense,
+            data: data_in,
+            residual: Residual::compute(self.edtl, outcome.transfer_len),
+            r2t_count: self.r2t_count,
+            reservation: Some(self.reservation),
         }
     }
 }

@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use crate::config::{IscsiSettings, PortalPlace};
 use crate::frame::{FrameError, PduReader};
 use crate::login::{self, LoggedIn, LOGIN_MAX_DATA};
-use crate::scsi_task::PendingWrite;
+use crate::scsi_task::{Exec, PendingWrite};
 use crate::server::{logout_grace, SessionCtl, Shared};
 use crate::targets::{LunRef, TargetNode};
 use crate::text::TextState;
@@ -43,11 +43,11 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    pub(crate) fn start(&self) {
-        self.count.fetch_add(1, Ordering::AcqRel);
+    pub(crate) fn start(&self, n: usize) {
+        self.count.fetch_add(n, Ordering::AcqRel);
     }
-    pub(crate) fn finish(&self) {
-        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+    pub(crate) fn finish(&self, n: usize) {
+        if self.count.fetch_sub(n, Ordering::AcqRel) == n {
             self.idle.notify_waiters();
         }
     }
@@ -93,6 +93,9 @@ pub(crate) struct Session {
     pub pool: Arc<BufPool>,
     pub running: Arc<Running>,
     pub pending: HashMap<u32, PendingWrite>,
+    /// Commands ready to execute, handed to I/O threads when the reader has
+    /// no further PDU buffered.
+    pub ready: Vec<Exec>,
     pub next_ttt: u32,
     pub text: TextState,
     pub local: SocketAddr,
@@ -215,6 +218,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         pool,
         running: Arc::new(Running::default()),
         pending: HashMap::new(),
+        ready: Vec::new(),
         next_ttt: 1,
         text: TextState::default(),
         local,
@@ -224,7 +228,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
     let discovery = result.session_type == SessionType::Discovery;
     session.serve(reader, &mut ctl, discovery).await;
     session.abort_pending(None);
-    session.running.wait_idle().await;
+    session.quiesce().await;
     if let Some(target) = &session.target {
         for lu in target.view().luns.values() {
             lu.nexus_lost(session.nexus);
@@ -271,6 +275,9 @@ impl Session {
                     self.last_rx = Instant::now();
                     self.ping = None;
                     let flow = self.dispatch(&frame.bhs, frame.ahs, frame.data, frame.data_digest_ok, discovery).await;
+                    if !reader.has_frame() {
+                        self.flush_ready();
+                    }
                     if matches!(flow, Flow::Close) {
                         return;
                     }
@@ -310,6 +317,12 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Starts every collected command and waits (bounded) until none runs.
+    pub(crate) async fn quiesce(&mut self) {
+        self.flush_ready();
+        self.running.wait_idle().await;
     }
 
     /// Sends the Async Message asking for logout; returns the grace period.
@@ -515,7 +528,7 @@ impl Session {
                     // A task already executing runs to completion and answers
                     // for itself; one that never arrived (RefCmdSN still ahead
                     // of ExpCmdSN, RFC 7143 section 11.5.1) counts as aborted.
-                    self.running.wait_idle().await;
+                    self.quiesce().await;
                     let exp = self.window.exp_cmd_sn();
                     if sn_le(exp, t.ref_cmd_sn) && sn_lt(t.ref_cmd_sn, t.cmd_sn) {
                         TmfResponse::FUNCTION_COMPLETE
@@ -526,13 +539,13 @@ impl Session {
             }
             TmfFunction::ABORT_TASK_SET | TmfFunction::CLEAR_TASK_SET => {
                 self.abort_pending(Some(t.lun));
-                self.running.wait_idle().await;
+                self.quiesce().await;
                 TmfResponse::FUNCTION_COMPLETE
             }
             TmfFunction::LOGICAL_UNIT_RESET => match self.lu(t.lun) {
                 Some(lu) => {
                     self.abort_pending(Some(t.lun));
-                    self.running.wait_idle().await;
+                    self.quiesce().await;
                     lu.reset(Some(self.nexus), scsi::ResetKind::LogicalUnit);
                     TmfResponse::FUNCTION_COMPLETE
                 }
@@ -541,7 +554,7 @@ impl Session {
             TmfFunction::TARGET_WARM_RESET | TmfFunction::TARGET_COLD_RESET => {
                 let cold = t.function == TmfFunction::TARGET_COLD_RESET;
                 self.abort_pending(None);
-                self.running.wait_idle().await;
+                self.quiesce().await;
                 let kind = if cold {
                     scsi::ResetKind::TargetCold
                 } else {
@@ -571,7 +584,7 @@ impl Session {
     async fn logout(&mut self, l: LogoutRequest) -> Flow {
         self.accept_cmd_sn(l.immediate, l.cmd_sn);
         self.abort_pending(None);
-        self.running.wait_idle().await;
+        self.quiesce().await;
         let response = if l.reason == LogoutReason::REMOVE_CONNECTION_FOR_RECOVERY {
             LogoutResponseCode::RECOVERY_NOT_SUPPORTED
         } else {

@@ -142,6 +142,8 @@ pub enum Out {
     },
     /// A finished command: Data-In PDUs and status. Releases its window slot.
     Complete(Box<Completion>),
+    /// Several finished commands (one I/O thread's share of a batch).
+    Batch(Vec<Completion>),
     /// Applies negotiated parameters to everything queued after this.
     Configure(SendParams),
     /// Flush and shut the connection down.
@@ -269,6 +271,7 @@ impl Writer {
                 self.pool.put(data);
             }
             Out::Complete(c) => self.complete(*c),
+            Out::Batch(done) => done.into_iter().for_each(|c| self.complete(c)),
             Out::Configure(p) => self.params = p,
             Out::Close => return false,
         }
