@@ -128,6 +128,11 @@ impl Control {
         self.shared.listener_fds()
     }
 
+    /// The counters behind `/metrics`.
+    pub fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        self.shared.metrics.clone()
+    }
+
     /// The volume pool.
     pub fn pool(&self) -> Arc<volume::Pool> {
         self.shared.pool.clone()

@@ -17,6 +17,7 @@ pub mod diff;
 pub mod frame;
 pub mod guard;
 mod login;
+pub mod metrics;
 mod scsi_task;
 pub mod server;
 mod session;

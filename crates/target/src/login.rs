@@ -30,6 +30,14 @@ pub(crate) const LOGIN_MAX_DATA: u32 = 8192;
 /// How long a reinstated session may take to go away.
 const REINSTATE_WAIT: Duration = Duration::from_secs(5);
 
+/// A login that did not complete: who tried (when known) and the status
+/// sent (none when the connection ended without a final response).
+#[derive(Debug, Default)]
+pub(crate) struct Refused {
+    pub initiator: String,
+    pub status: Option<LoginStatus>,
+}
+
 /// A completed login.
 pub(crate) struct LoggedIn {
     pub result: LoginResult,
@@ -194,7 +202,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     peer: SocketAddr,
     local: SocketAddr,
     portal_group: u16,
-) -> Result<LoggedIn, ()> {
+) -> Result<LoggedIn, Refused> {
     let mut machine = TargetLogin::new(limits(shared, portal_group), Default::default());
     let authority = Authority {
         shared,
@@ -204,15 +212,15 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     };
     let mut slot = None;
     loop {
-        let frame = reader
-            .next()
-            .await
-            .map_err(|e| debug!(%peer, error = %e, "login aborted"))?;
+        let frame = reader.next().await.map_err(|e| {
+            debug!(%peer, error = %e, "login aborted");
+            Refused::default()
+        })?;
         let hdr = match Request::parse(&frame.bhs) {
             Request::Login(h) => h,
             other => {
                 warn!(%peer, pdu = ?other, "non-login PDU during login; closing");
-                return Err(());
+                return Err(Refused::default());
             }
         };
         if slot.is_none() {
@@ -226,7 +234,10 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
                 shared
                     .audit
                     .record("login_deferred", &[("address", &peer.to_string())]);
-                return Err(());
+                return Err(Refused {
+                    initiator: String::new(),
+                    status: Some(LoginStatus::SERVICE_UNAVAILABLE),
+                });
             }
         }
         let mut step = machine.handle(&hdr, frame.data, &authority);
@@ -256,7 +267,10 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
             let status = step.header.status;
             failed(shared, &authority, &initiator, peer, status).await;
             send_response(tx, &step.header, step.data);
-            return Err(());
+            return Err(Refused {
+                initiator,
+                status: Some(status),
+            });
         }
         send_response(tx, &step.header, step.data);
         if let Some(logged_in) = done {

@@ -3,12 +3,16 @@
 
 use std::sync::Arc;
 
-use iscsi_proto::pdu::{full_cdb, DataOut, R2t, Residual, ScsiCommand, RESERVED_TAG};
+use iscsi_proto::pdu::{full_cdb, lun_from_sam, DataOut, R2t, Residual, ScsiCommand, RESERVED_TAG};
 use scsi::sense::{Asc, Sense, SenseKey};
 use scsi::{LogicalUnit, ScsiRequest, ScsiStatus, SenseData};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
 
 use crate::budget::Reservation;
+use crate::metrics::{Kind, Stats};
 use crate::session::Session;
 use crate::targets::LunRef;
 use crate::writer::{Completion, Out};
@@ -54,17 +58,12 @@ struct Sequence {
 
 /// A write command waiting for its data.
 pub(crate) struct PendingWrite {
-    reservation: Reservation,
+    /// The command; its `data_out` fills as Data-Out arrives.
+    pub exec: Exec,
     pub lun_field: u64,
-    lu: Option<Arc<LogicalUnit>>,
-    cdb: Cdb,
-    pub buf: Vec<u8>,
-    edtl: u32,
     received: u32,
-    read: bool,
     sequences: Vec<Sequence>,
     next_r2t_offset: u32,
-    r2t_sn: u32,
 }
 
 impl Session {
@@ -103,17 +102,24 @@ impl Session {
             self.complete_status(cmd.itt, ScsiStatus::TASK_SET_FULL, SenseData::default());
             return;
         };
+        let lun_stats = lun_from_sam(cmd.lun)
+            .filter(|_| lu.is_some())
+            .map(|id| self.lun_stats(id));
+        let mut exec = Exec {
+            itt: cmd.itt,
+            read: cmd.read,
+            lu,
+            lun_stats,
+            luns: None,
+            cdb,
+            data_out: Vec::new(),
+            edtl: cmd.edtl,
+            r2t_count: 0,
+            reservation,
+            arrived: Instant::now(),
+        };
         if !cmd.write || cmd.edtl == 0 {
-            self.execute(
-                cmd.itt,
-                cmd.read,
-                lu,
-                cdb,
-                Vec::new(),
-                cmd.edtl,
-                0,
-                reservation,
-            );
+            self.execute(exec);
             return;
         }
         if cmd.edtl > MAX_TRANSFER || data.len() > cmd.edtl as usize {
@@ -125,6 +131,7 @@ impl Session {
         let mut buf = self.pool.get();
         buf.resize(cmd.edtl as usize, 0);
         buf[..data.len()].copy_from_slice(data);
+        exec.data_out = buf;
         let immediate = data.len() as u32;
         let p = &self.params;
         // Unsolicited Data-Out follows unless F is set (RFC 7143 section 11.3.4).
@@ -134,17 +141,11 @@ impl Session {
             p.first_burst_length.min(cmd.edtl).max(immediate)
         };
         let mut pending = PendingWrite {
-            reservation,
+            exec,
             lun_field: cmd.lun,
-            lu,
-            cdb,
-            buf,
-            edtl: cmd.edtl,
             received: immediate,
-            read: cmd.read,
             sequences: Vec::new(),
             next_r2t_offset: unsolicited_end,
-            r2t_sn: 0,
         };
         if unsolicited_end > immediate {
             pending.sequences.push(Sequence {
@@ -166,15 +167,14 @@ impl Session {
             let Some(p) = self.pending.get(&itt) else {
                 return;
             };
-            if p.received == p.edtl {
+            if p.received == p.exec.edtl {
                 if let Some(p) = self.pending.remove(&itt) {
-                    let r2ts = p.r2t_sn;
-                    self.execute(itt, p.read, p.lu, p.cdb, p.buf, p.edtl, r2ts, p.reservation);
+                    self.execute(p.exec);
                 }
                 return;
             }
             let solicited = p.sequences.iter().filter(|s| s.ttt != RESERVED_TAG).count();
-            if p.next_r2t_offset >= p.edtl || solicited >= max_outstanding {
+            if p.next_r2t_offset >= p.exec.edtl || solicited >= max_outstanding {
                 return;
             }
             let ttt = self.alloc_ttt();
@@ -182,7 +182,7 @@ impl Session {
                 return;
             };
             let offset = p.next_r2t_offset;
-            let len = (p.edtl - offset).min(max_burst);
+            let len = (p.exec.edtl - offset).min(max_burst);
             p.next_r2t_offset += len;
             p.sequences.push(Sequence {
                 ttt,
@@ -194,11 +194,11 @@ impl Session {
                 lun: p.lun_field,
                 itt,
                 ttt,
-                r2t_sn: p.r2t_sn,
+                r2t_sn: p.exec.r2t_count,
                 buffer_offset: offset,
                 desired_len: len,
             };
-            p.r2t_sn += 1;
+            p.exec.r2t_count += 1;
             self.send(r2t.encode(), Vec::new(), false);
         }
     }
@@ -229,7 +229,7 @@ impl Session {
             return;
         }
         let start = d.buffer_offset as usize;
-        p.buf[start..start + data.len()].copy_from_slice(data);
+        p.exec.data_out[start..start + data.len()].copy_from_slice(data);
         seq.next_data_sn += 1;
         seq.next_offset += len;
         p.received += len;
@@ -247,7 +247,7 @@ impl Session {
     /// Ends a pending write with CHECK CONDITION and `error` as sense.
     pub(crate) fn fail_pending(&mut self, itt: u32, error: TransportError) {
         if let Some(p) = self.pending.remove(&itt) {
-            self.pool.put(p.buf);
+            self.pool.put(p.exec.data_out);
             self.complete_transport_error(itt, error);
         }
     }
@@ -276,32 +276,15 @@ impl Session {
     /// Executes a command whose data is complete. Media access runs off the
     /// async threads: commands are collected while the reader has PDUs
     /// buffered and handed to I/O threads in batches by [`flush_ready`](Self::flush_ready).
-    #[allow(clippy::too_many_arguments)]
-    fn execute(
-        &mut self,
-        itt: u32,
-        read: bool,
-        lu: Option<Arc<LogicalUnit>>,
-        cdb: Cdb,
-        data_out: Vec<u8>,
-        edtl: u32,
-        r2t_count: u32,
-        reservation: Reservation,
-    ) {
-        let luns = (cdb.as_slice().first() == Some(&0xa0)).then(|| self.visible_luns());
-        let blocking = lu.is_some() && luns.is_none();
-        let exec = Exec {
-            itt,
-            read,
-            lu,
-            luns,
-            cdb,
-            data_out,
-            edtl,
-            r2t_count,
-            reservation,
-        };
+    fn execute(&mut self, mut exec: Exec) {
+        if exec.cdb.as_slice().first() == Some(&0xa0) {
+            exec.luns = Some(self.visible_luns());
+        }
+        let blocking = exec.lu.is_some() && exec.luns.is_none();
         self.running.start(1);
+        for s in exec.stats(&self.istats, &self.pstats) {
+            s.inflight.fetch_add(1, Relaxed);
+        }
         if blocking {
             self.ready.push(exec);
         } else {
@@ -312,11 +295,29 @@ impl Session {
         }
     }
 
+    /// The counters of LUN `id` of this session's target (cached).
+    fn lun_stats(&mut self, id: u64) -> Arc<Stats> {
+        if let Some(s) = self.lun_stats.get(&id) {
+            return s.clone();
+        }
+        let target = self
+            .target
+            .as_ref()
+            .map(|t| t.iqn.clone())
+            .unwrap_or_default();
+        let s = self.shared.metrics.lun(&target, id);
+        self.lun_stats.insert(id, s.clone());
+        s
+    }
+
     fn exec_ctx(&self) -> ExecCtx {
         ExecCtx {
             nexus: self.nexus,
             initiator_port: self.initiator_port.clone(),
             pool: self.pool.clone(),
+            istats: self.istats.clone(),
+            pstats: self.pstats.clone(),
+            traced: self.shared.metrics.traced(&self.initiator),
         }
     }
 
@@ -345,6 +346,19 @@ impl Session {
     }
 }
 
+/// The sense key of fixed (70h/71h) or descriptor (72h/73h) sense data.
+fn sense_key(sense: &[u8]) -> Option<u8> {
+    match sense.first().map(|b| b & 0x7f) {
+        Some(0x70 | 0x71) => sense.get(2).map(|k| k & 0x0f),
+        Some(0x72 | 0x73) => sense.get(1).map(|k| k & 0x0f),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// How many commands one I/O thread runs from a batch.
 const COMMANDS_PER_THREAD: usize = 4;
 
@@ -353,6 +367,10 @@ struct ExecCtx {
     nexus: scsi::Nexus,
     initiator_port: Arc<str>,
     pool: Arc<crate::writer::BufPool>,
+    istats: Arc<Stats>,
+    pstats: Arc<Stats>,
+    /// Log every command of this session (the per-initiator trace).
+    traced: bool,
 }
 
 /// A command ready to execute.
@@ -360,15 +378,28 @@ pub(crate) struct Exec {
     itt: u32,
     read: bool,
     lu: Option<Arc<LogicalUnit>>,
+    lun_stats: Option<Arc<Stats>>,
     luns: Option<Vec<u64>>,
     cdb: Cdb,
-    data_out: Vec<u8>,
+    pub data_out: Vec<u8>,
     edtl: u32,
     r2t_count: u32,
     reservation: Reservation,
+    arrived: Instant,
 }
 
 impl Exec {
+    /// The counters this command updates.
+    fn stats<'a>(
+        &'a self,
+        istats: &'a Arc<Stats>,
+        pstats: &'a Arc<Stats>,
+    ) -> impl Iterator<Item = &'a Arc<Stats>> {
+        [Some(istats), Some(pstats), self.lun_stats.as_ref()]
+            .into_iter()
+            .flatten()
+    }
+
     fn run(self, ctx: &ExecCtx) -> Completion {
         let mut data_in = ctx.pool.get();
         let req = ScsiRequest {
@@ -385,6 +416,33 @@ impl Exec {
         };
         if !self.read {
             data_in.clear();
+        }
+        let kind = Kind::of(self.cdb.as_slice().first().copied().unwrap_or(0));
+        let bytes = match kind {
+            Kind::Read => data_in.len() as u64,
+            Kind::Write => self.data_out.len() as u64,
+            _ => 0,
+        };
+        let sense_key = (outcome.status == ScsiStatus::CHECK_CONDITION)
+            .then(|| sense_key(outcome.sense.as_bytes()))
+            .flatten();
+        let latency = self.arrived.elapsed();
+        for s in self.stats(&ctx.istats, &ctx.pstats) {
+            s.command(kind, bytes, sense_key, latency);
+            s.inflight.fetch_sub(1, Relaxed);
+        }
+        if ctx.traced {
+            info!(
+                target: "trace",
+                initiator_port = %ctx.initiator_port,
+                itt = self.itt,
+                cdb = %hex(self.cdb.as_slice()),
+                status = outcome.status.0,
+                sense = %hex(outcome.sense.as_bytes()),
+                bytes,
+                latency_us = latency.as_micros() as u64,
+                "command"
+            );
         }
         ctx.pool.put(self.data_out);
         Completion {

@@ -15,6 +15,7 @@ use crate::audit::Audit;
 use crate::budget::MemoryBudget;
 use crate::config::{parse_size, AluaStateConfig, Config, Discovery, IscsiSettings, PortalPlace};
 use crate::guard::LoginGuard;
+use crate::metrics::Metrics;
 use crate::targets::{open_luns, Backing, TargetNode};
 
 /// How long a stopping daemon waits for initiators to log out.
@@ -130,6 +131,8 @@ pub struct Shared {
     pub(crate) live_seed: Mutex<String>,
     /// The volume pool in `data_dir/pool`.
     pub(crate) pool: Arc<volume::Pool>,
+    /// Counters for `/metrics`.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// A listening portal and its accept loop.
@@ -431,6 +434,17 @@ impl Server {
             apply_lock: tokio::sync::Mutex::new(()),
             live_seed: Mutex::new(String::new()),
             pool,
+            metrics: Arc::new(Metrics::default()),
+        });
+        // The anomaly detector looks at the counters every few seconds.
+        let weak = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                shared.metrics.detect(std::time::Instant::now());
+            }
         });
         shared.apply_alua(cfg);
         for (name, addr, l) in listeners.0 {
@@ -552,5 +566,12 @@ async fn serve(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, place:
         Err(_) => return,
     };
     let _ = stream.set_nodelay(true);
+    let portal = shared.metrics.portal(&local.to_string());
+    portal
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     crate::session::run_connection(shared.clone(), stream, peer, local, place).await;
+    portal
+        .connections
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
 }

@@ -21,11 +21,12 @@ use scsi::{LogicalUnit, Nexus};
 use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Notify};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::{IscsiSettings, PortalPlace};
 use crate::frame::{FrameError, PduReader};
 use crate::login::{self, LoggedIn, LOGIN_MAX_DATA};
+use crate::metrics::Stats;
 use crate::scsi_task::{Exec, PendingWrite};
 use crate::server::{logout_grace, SessionCtl, Shared};
 use crate::targets::{LunRef, TargetNode};
@@ -96,6 +97,12 @@ pub(crate) struct Session {
     /// Commands ready to execute, handed to I/O threads when the reader has
     /// no further PDU buffered.
     pub ready: Vec<Exec>,
+    /// This initiator's counters.
+    pub istats: Arc<Stats>,
+    /// The portal's counters.
+    pub pstats: Arc<Stats>,
+    /// Per-LUN counters, looked up once per session.
+    pub lun_stats: HashMap<u64, Arc<Stats>>,
     pub next_ttt: u32,
     pub text: TextState,
     pub local: SocketAddr,
@@ -120,10 +127,19 @@ pub(crate) async fn run_connection(
     let mut reader = PduReader::new(rd, LOGIN_MAX_DATA);
     let login_time = Duration::from_secs(u64::from(settings.login_timeout));
     let pending = shared.guard.connection(peer.ip());
+    let portal_name = local.to_string();
     let logged_in = tokio::select! {
         r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer, local, place.group)) => match r {
-            Ok(Ok(l)) => Some(l),
-            Ok(Err(())) => None,
+            Ok(Ok(l)) => {
+                shared.metrics.login(&l.result.initiator_name, &portal_name, "ok");
+                Some(l)
+            }
+            Ok(Err(refused)) => {
+                if let Some(status) = refused.status {
+                    shared.metrics.login(&refused.initiator, &portal_name, crate::metrics::login_reason(status.0));
+                }
+                None
+            }
             Err(_) => {
                 warn!(%peer, "login did not complete in time; closing");
                 shared.audit.record("login_timeout", &[("address", &peer.to_string())]);
@@ -219,6 +235,9 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         running: Arc::new(Running::default()),
         pending: HashMap::new(),
         ready: Vec::new(),
+        istats: shared.metrics.initiator(&result.initiator_name),
+        pstats: shared.metrics.portal(&local.to_string()),
+        lun_stats: HashMap::new(),
         next_ttt: 1,
         text: TextState::default(),
         local,
@@ -226,7 +245,11 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         last_rx: Instant::now(),
     };
     let discovery = result.session_type == SessionType::Discovery;
-    session.serve(reader, &mut ctl, discovery).await;
+    let span = tracing::info_span!("session", initiator = %session.initiator, tsih, %peer);
+    session
+        .serve(reader, &mut ctl, discovery)
+        .instrument(span)
+        .await;
     session.abort_pending(None);
     session.quiesce().await;
     if let Some(target) = &session.target {
@@ -242,6 +265,8 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         }
     }
     let _ = done.send(true);
+    session.istats.session_ended();
+    session.pstats.sessions.fetch_sub(1, Ordering::Relaxed);
     info!(%peer, initiator = %session.initiator, tsih, "session closed");
 }
 
@@ -268,6 +293,9 @@ impl Session {
                         Ok(f) => f,
                         Err(FrameError::Closed) => return,
                         Err(e) => {
+                            if matches!(e, FrameError::HeaderDigest) {
+                                self.count_digest_error();
+                            }
                             warn!(initiator = %self.initiator, error = %e, "dropping connection");
                             return;
                         }
@@ -319,6 +347,11 @@ impl Session {
         }
     }
 
+    fn count_digest_error(&self) {
+        self.istats.digest_errors.fetch_add(1, Ordering::Relaxed);
+        self.pstats.digest_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Starts every collected command and waits (bounded) until none runs.
     pub(crate) async fn quiesce(&mut self) {
         self.flush_ready();
@@ -349,6 +382,7 @@ impl Session {
                 if sent.elapsed() >= Duration::from_secs(u64::from(s.nop_in_timeout)) =>
             {
                 warn!(initiator = %self.initiator, "initiator did not answer NOP-In; dropping connection");
+                self.istats.nop_timeouts.fetch_add(1, Ordering::Relaxed);
                 false
             }
             Some(_) => true,
@@ -373,6 +407,7 @@ impl Session {
     ) -> Flow {
         let request = Request::parse(bhs);
         if !digest_ok {
+            self.count_digest_error();
             // RFC 7143 section 7.8.1: reject the PDU; the command it belonged to fails.
             self.reject(bhs, RejectReason::DATA_DIGEST_ERROR);
             if let Request::DataOut(d) = &request {
@@ -506,7 +541,7 @@ impl Session {
             .collect();
         for itt in itts {
             if let Some(p) = self.pending.remove(&itt) {
-                self.pool.put(p.buf);
+                self.pool.put(p.exec.data_out);
                 self.window.end();
             }
         }
@@ -521,7 +556,7 @@ impl Session {
         let response = match t.function {
             TmfFunction::ABORT_TASK => {
                 if let Some(p) = self.pending.remove(&t.rtt) {
-                    self.pool.put(p.buf);
+                    self.pool.put(p.exec.data_out);
                     self.window.end();
                     TmfResponse::FUNCTION_COMPLETE
                 } else {

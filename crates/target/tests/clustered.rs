@@ -135,3 +135,71 @@ async fn write_exclusive_reservation_blocks_the_other_session() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_match_the_workload_per_initiator_portal_and_lun() {
+    bounded(async {
+        let t = TestTarget::start("metrics", TargetOptions::default()).await;
+        let mut c = t.login(t.initiator(Some(chap(CHAP_SECRET, None)))).await;
+        let _ = c.command(0, [0u8; 16], 0, &[]).await;
+        let before = t.control.metrics().render();
+        for i in 0..10u32 {
+            let w = c
+                .write(0, i * 16, &pattern(i, 8192), BLOCK)
+                .await
+                .expect("write");
+            assert!(w.is_good(), "{w:?}");
+        }
+        for i in 0..5u32 {
+            let r = c.read(0, i * 16, 8, BLOCK).await.expect("read");
+            assert!(r.is_good(), "{r:?}");
+        }
+        let text = t.control.metrics().render();
+        assert_ne!(before, text);
+        let initiator = common::INITIATOR_IQN.to_ascii_lowercase();
+        let portal = t.addr.to_string();
+        for labels in [
+            format!("initiator=\"{initiator}\""),
+            format!("portal=\"{portal}\""),
+            format!("target=\"{}\",lun=\"0\"", common::TARGET_IQN),
+        ] {
+            let prefix = if labels.starts_with("initiator") {
+                "initiator"
+            } else if labels.starts_with("portal") {
+                "portal"
+            } else {
+                "lun"
+            };
+            let line = |metric: &str| format!("ironsan_{prefix}_{metric}{{{labels}}}");
+            assert!(
+                text.contains(&format!("{} 81920", line("write_bytes_total"))),
+                "{labels}\n{text}"
+            );
+            assert!(
+                text.contains(&format!("{} 20480", line("read_bytes_total"))),
+                "{labels}\n{text}"
+            );
+            let cmds =
+                |kind: &str| format!("ironsan_{prefix}_commands_total{{{labels},kind=\"{kind}\"}}");
+            assert!(
+                text.contains(&format!("{} 10", cmds("write"))),
+                "{labels}\n{text}"
+            );
+            assert!(
+                text.contains(&format!("{} 5", cmds("read"))),
+                "{labels}\n{text}"
+            );
+        }
+        assert!(
+            text.contains(&format!(
+                "ironsan_initiator_sessions{{initiator=\"{initiator}\"}} 1"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("ironsan_logins_total{outcome=\"success\",reason=\"ok\"} 1"),
+            "{text}"
+        );
+    })
+    .await;
+}

@@ -475,7 +475,10 @@ async fn task_management_lun_reset_and_abort_unknown_task() {
         assert_eq!(missing, 2, "LUN DOES NOT EXIST expected");
 
         // The reset left a unit attention for every nexus, this one too (SAM-5 6.6).
-        let tur = c.command(0, [0u8; 16], 0, &[]).await.expect("TEST UNIT READY");
+        let tur = c
+            .command(0, [0u8; 16], 0, &[])
+            .await
+            .expect("TEST UNIT READY");
         assert_eq!(tur.sense_code(), Some((0x06, 0x29, 0x03)), "{tur:?}");
         write_and_verify(&mut c, 0, &pattern(17, 4096)).await;
         assert_eq!(c.logout().await.expect("logout"), 0);

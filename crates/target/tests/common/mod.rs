@@ -92,6 +92,8 @@ pub struct TestTarget {
     dir: PathBuf,
     stop: ShutdownHandle,
     run: Option<JoinHandle<()>>,
+    /// Live control and counters of the server.
+    pub control: target::control::Control,
 }
 
 fn unique_dir(name: &str) -> PathBuf {
@@ -152,12 +154,14 @@ impl TestTarget {
             .expect("the server has a portal");
         assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
         let stop = server.shutdown_handle();
+        let control = server.control();
         let run = Some(tokio::spawn(server.run()));
         Self {
             addr,
             dir,
             stop,
             run,
+            control,
         }
     }
 
