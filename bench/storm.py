@@ -37,6 +37,19 @@ import bench  # noqa: E402  (the start helpers: Ironsan, Tgtd, make_lun, cpu_sec
 LOAD = os.environ.get("IRONSAN_LOAD_BIN", os.path.join(bench.ROOT, "target", "release", "ironsan-load"))
 
 
+def listen_overflows():
+    """Kernel count of connections dropped because an accept queue was full
+    (system-wide; None without nstat)."""
+    if not shutil.which("nstat"):
+        return None
+    out = subprocess.run(["nstat", "-az", "TcpExtListenOverflows"], capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        f = line.split()
+        if f and f[0] == "TcpExtListenOverflows":
+            return int(f[1])
+    return None
+
+
 def storm(target, iqn, lun, args):
     cmd = [LOAD, "--addr", f"127.0.0.1:{target.port}", "--target", iqn, "--lun", str(lun),
            "--sessions", str(args.sessions), "--io", str(args.io), "--victim",
@@ -44,10 +57,12 @@ def storm(target, iqn, lun, args):
     if args.retry_closed:
         cmd.append("--retry-closed")
     cpu0 = bench.cpu_seconds(target.pid)
+    drops0 = listen_overflows()
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout + 30)
     elapsed = time.monotonic() - t0
     cpu = bench.cpu_seconds(target.pid) - cpu0
+    drops1 = listen_overflows()
     line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
     try:
         report = json.loads(line)
@@ -56,6 +71,7 @@ def storm(target, iqn, lun, args):
     if out.stderr.strip():
         print(out.stderr.strip(), file=sys.stderr)
     report["target_cpu_s"] = cpu
+    report["listen_overflows"] = None if drops0 is None or drops1 is None else drops1 - drops0
     report["tool_elapsed_s"] = elapsed
     return report
 
@@ -72,7 +88,8 @@ def summary(name, r):
         f"{r['deferrals']} 0x0301 retries ({r['sessions_deferred']} sessions), {r['reconnects']} reconnects",
         f"  logins/s {r['logins_per_sec']:.1f}; login latency p50 {p(r['login_latency'], 'p50_ms'):.1f} ms "
         f"p99 {p(r['login_latency'], 'p99_ms'):.1f} ms max {p(r['login_latency'], 'max_ms'):.1f} ms; "
-        f"wall {r['wall_s']:.2f} s; target CPU {r['target_cpu_s']:.2f} s",
+        f"wall {r['wall_s']:.2f} s; target CPU {r['target_cpu_s']:.2f} s; "
+        f"accept-queue overflows {r['listen_overflows']}",
         f"  victim: {v.get('commands', 0)} commands, p99 {p(vl, 'p99_ms'):.1f} ms, max {p(vl, 'max_ms'):.1f} ms, "
         f"error: {v.get('error') or 'none'}",
     ]
@@ -96,8 +113,8 @@ def render(results, args):
         f"- reproduce: `bench/storm.sh --sessions {args.sessions} --io {args.io}`",
         "",
         "| target | ok | failed | 0x0301 retries | logins/s | login p50 ms | login p99 ms | login max ms "
-        "| victim cmds | victim p99 ms | victim error | target CPU s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| victim cmds | victim p99 ms | victim error | target CPU s | accept-queue overflows |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for name, r in results:
         v = r.get("victim") or {}
@@ -106,7 +123,7 @@ def render(results, args):
             f"| {name} | {r['succeeded']} | {r['failed']} | {r['deferrals']} | {r['logins_per_sec']:.0f} | "
             f"{p(r['login_latency'], 'p50_ms'):.1f} | {p(r['login_latency'], 'p99_ms'):.1f} | "
             f"{p(r['login_latency'], 'max_ms'):.1f} | {v.get('commands', 0)} | {p(vl, 'p99_ms'):.1f} | "
-            f"{v.get('error') or '-'} | {r['target_cpu_s']:.2f} |")
+            f"{v.get('error') or '-'} | {r['target_cpu_s']:.2f} | {r['listen_overflows']} |")
     by = dict(results)
     tgt = by.get("tgtd")
     if tgt:

@@ -181,6 +181,10 @@ fn rw10(op: u8, lba: u32, blocks: u16) -> [u8; 16] {
 }
 
 /// One initiator connection.
+///
+/// Every `lun` argument is the 8-byte LUN field exactly as sent (SAM
+/// encoding): LUN 0 is 0, LUN `n` is `iscsi_proto::pdu::lun_to_sam(n)`.
+/// Raw values let tests send malformed LUN fields on purpose.
 pub struct Client {
     reader: FrameReader<OwnedReadHalf>,
     writer: OwnedWriteHalf,

@@ -21,6 +21,7 @@ use std::time::Duration;
 use iscsi_proto::chap::{ChapAlgorithm, Secret};
 use iscsi_proto::initiator::{InitiatorChap, InitiatorConfig, InitiatorError};
 use iscsi_proto::login::LoginStatus;
+use iscsi_proto::pdu::lun_to_sam;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -43,7 +44,7 @@ pub struct StormConfig {
     pub addr: SocketAddr,
     /// TargetName to log in to.
     pub target: String,
-    /// Logical unit for I/O.
+    /// Logical unit number for I/O (encoded into the SAM LUN field here).
     pub lun: u64,
     /// Sessions started at once, each from its own initiator name.
     pub sessions: usize,
@@ -525,7 +526,7 @@ async fn storm_session(
     let mut ios = 0u64;
     let work = async {
         if cfg.io > 0 {
-            let geo = geometry(&mut client, cfg.lun, cfg.op_timeout).await?;
+            let geo = geometry(&mut client, lun_to_sam(cfg.lun), cfg.op_timeout).await?;
             let mut samples = Vec::new();
             for j in 0..u64::from(cfg.io) {
                 let slot = index as u64 * u64::from(cfg.io) + j;
@@ -538,7 +539,7 @@ async fn storm_session(
                 let data = slot_data(shared.salt, slot);
                 write_verify(
                     &mut client,
-                    cfg.lun,
+                    lun_to_sam(cfg.lun),
                     geo,
                     slot,
                     &data,
@@ -579,7 +580,7 @@ async fn victim(
     report.logged_in = true;
     let mut samples = Vec::new();
     let io = async {
-        let geo = geometry(&mut client, cfg.lun, cfg.op_timeout).await?;
+        let geo = geometry(&mut client, lun_to_sam(cfg.lun), cfg.op_timeout).await?;
         if geo.slots < VICTIM_SLOTS {
             return Err(format!(
                 "logical unit too small: {} slots of 4 KiB",
@@ -593,7 +594,7 @@ async fn victim(
             let data = slot_data(shared.salt, slot);
             write_verify(
                 &mut client,
-                cfg.lun,
+                lun_to_sam(cfg.lun),
                 geo,
                 slot,
                 &data,

@@ -80,11 +80,12 @@ pub(crate) fn prepare(data_dir: &Path, portal: &str) -> Result<(PathBuf, String)
     let user = acl.chap_user.as_deref().unwrap_or_default();
     let portal = cfg.portals.first().map(String::as_str).unwrap_or(portal);
     let banner = format!(
-        "ironsan demo target is up\n  config:  {}\n  target:  {}\n  CHAP:    user {user}, secret {secret}\n  URL:     iscsi://{user}%{secret}@{portal}/{}/0\n  try:     iscsi-inq iscsi://{user}%{secret}@{portal}/{}/0",
+        "ironsan demo target is up\n  config:  {}\n  target:  {}\n  CHAP:    user {user}, secret {secret}\n  URL:     iscsi://{user}%{secret}@{portal}/{}/0\n  try:     iscsi-inq iscsi://{user}%{secret}@{portal}/{}/0\n  manage:  ironsan --api {} target list",
         path.display(),
         target.iqn,
         target.iqn,
         target.iqn,
+        cfg.data_dir.join("api.sock").display(),
     );
     Ok((path, banner))
 }

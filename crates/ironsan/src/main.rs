@@ -1,7 +1,6 @@
 //! `ironsan`: the iSCSI SAN target daemon and its command line.
 
 use std::path::{Path, PathBuf};
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -10,6 +9,8 @@ use target::config::Config;
 use target::Server;
 use tracing::info;
 
+mod api;
+mod cli;
 mod demo;
 mod upgrade;
 
@@ -17,6 +18,8 @@ mod upgrade;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    #[command(flatten)]
+    api: cli::ApiArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -47,9 +50,6 @@ enum Command {
         /// Configuration file (TOML).
         #[arg(long, short)]
         config: PathBuf,
-        /// Machine-readable output.
-        #[arg(long)]
-        json: bool,
     },
     /// Hand the running daemon over to a new process (after an upgrade of
     /// the binary, for example) without initiators seeing errors.
@@ -66,6 +66,8 @@ enum Command {
         /// Configuration file (TOML).
         config: PathBuf,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -88,8 +90,12 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let result = match cli.command {
+        Command::Client(cmd) => cli::run(&cli.api, cmd),
+        other => run(other, cli.api.json).map(|()| 0),
+    };
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             eprintln!("ironsan: {e:#}");
             std::process::ExitCode::FAILURE
@@ -97,14 +103,15 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+fn run(command: Command, json: bool) -> Result<()> {
+    match command {
+        Command::Client(_) => Ok(()),
         Command::Validate { config } => {
             Config::load(&config)?;
             println!("{}: ok", config.display());
             Ok(())
         }
-        Command::Audit { config, json } => {
+        Command::Audit { config } => {
             let cfg = load(&config)?;
             let matrix = target::audit::access_matrix(&cfg);
             if json {
@@ -211,6 +218,7 @@ fn serve(cfg: Config, seed: String, banner: Option<String>) -> Result<()> {
         let server = Server::start(&cfg, listeners).await?;
         let control = server.control();
         control.set_seed(seed);
+        let api = api::Api::start(control.clone()).await?;
         write_pid_file(&cfg.data_dir.join(PID_FILE))?;
         upgrade::sd_notify(&format!("READY=1\nMAINPID={}", std::process::id()));
         if let Some(banner) = banner {
@@ -241,6 +249,7 @@ fn serve(cfg: Config, seed: String, banner: Option<String>) -> Result<()> {
             stop.shutdown();
         });
         server.run().await;
+        api.stop().await;
         Ok(())
     })
 }

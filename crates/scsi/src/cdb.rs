@@ -68,7 +68,9 @@ pub mod op {
     pub const SA_REPORT_TARGET_PORT_GROUPS: u16 = 0x0A;
     /// SERVICE ACTION IN(16) service action GET LBA STATUS.
     pub const SA_GET_LBA_STATUS: u16 = 0x12;
-    /// SANITIZE service action BLOCK ERASE (the only one offered).
+    /// SANITIZE service actions offered: OVERWRITE and BLOCK ERASE
+    /// (CRYPTOGRAPHIC ERASE 03h and EXIT FAILURE MODE 1Fh are not).
+    pub const SA_SANITIZE_OVERWRITE: u16 = 0x01;
     pub const SA_SANITIZE_BLOCK_ERASE: u16 = 0x02;
     /// RECEIVE COPY RESULTS service actions.
     pub const SA_COPY_STATUS: u16 = 0x00;
@@ -135,6 +137,7 @@ pub static OPCODES: &[OpcodeInfo] = &[
     info(op::READ_DEFECT_DATA_10, &[0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     info(op::WRITE_SAME_10, &[0x41, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0x1F, 0xFF, 0xFF, 0]),
     info(op::UNMAP, &[0x42, 0, 0, 0, 0, 0, 0x1F, 0xFF, 0xFF, 0]),
+    info_sa(op::SANITIZE, op::SA_SANITIZE_OVERWRITE, &[0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     info_sa(op::SANITIZE, op::SA_SANITIZE_BLOCK_ERASE, &[0x48, 0xA2, 0, 0, 0, 0, 0, 0, 0, 0]),
     info(op::MODE_SELECT_10, &[0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0]),
     info(op::RESERVE_10, &[0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
@@ -305,10 +308,12 @@ pub enum Command {
         extended: bool,
         alloc_len: u32,
     },
-    /// SANITIZE BLOCK ERASE.
-    SanitizeBlockErase {
+    /// SANITIZE: OVERWRITE (with a parameter list) or BLOCK ERASE.
+    Sanitize {
+        service_action: u8,
         immed: bool,
         ause: bool,
+        param_len: u16,
     },
 }
 
@@ -590,7 +595,7 @@ impl Command {
                 | Command::Unmap { .. }
                 | Command::GetLbaStatus { .. }
                 | Command::ExtendedCopy { .. }
-                | Command::SanitizeBlockErase { .. }
+                | Command::Sanitize { .. }
         )
     }
 }

@@ -61,9 +61,11 @@ pub(crate) fn parse_ext(opcode: u8, c: &[u8]) -> Result<Command, Sense> {
             list_id: c[2],
             alloc_len: be(&c[10..14]) as u32,
         },
-        op::SANITIZE => Command::SanitizeBlockErase {
+        op::SANITIZE => Command::Sanitize {
+            service_action: c[1] & 0x1F,
             immed: c[1] & 0x80 != 0,
             ause: c[1] & 0x20 != 0,
+            param_len: be(&c[7..9]) as u16,
         },
         _ => return Err(Sense::invalid_opcode()),
     };

@@ -46,7 +46,12 @@ impl LogicalUnit {
                 extended,
                 alloc_len,
             } => self.report_target_port_groups(extended, alloc_len, expected, data_in),
-            Command::SanitizeBlockErase { .. } => self.sanitize_block_erase(),
+            Command::Sanitize {
+                service_action,
+                immed,
+                param_len,
+                ..
+            } => self.sanitize(req.nexus, service_action, immed, param_len, req.data_out),
             _ => {
                 // Every base command is handled by `dispatch`.
                 data_in.clear();

@@ -20,6 +20,7 @@ mod mode;
 mod pr;
 mod pr_in;
 mod pr_store;
+mod sanitize;
 mod sbc;
 pub mod sense;
 mod spc;
@@ -39,6 +40,8 @@ pub use xcopy::CopyPeers;
 mod pr_tests;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod sanitize_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

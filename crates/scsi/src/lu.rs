@@ -152,6 +152,8 @@ pub struct LogicalUnit {
     pub(crate) xcopy: crate::xcopy::CopyState,
     /// ALUA target port groups.
     pub(crate) alua: crate::alua::AluaTable,
+    /// SANITIZE operation state (background OVERWRITE).
+    pub(crate) sanitize: crate::sanitize::SanitizeState,
 }
 
 pub(crate) type CmdResult = Result<u64, Sense>;
@@ -173,6 +175,7 @@ impl LogicalUnit {
             io_locks: crate::caw::IoLocks::default(),
             xcopy: crate::xcopy::CopyState::default(),
             alua: crate::alua::AluaTable::default(),
+            sanitize: crate::sanitize::SanitizeState::default(),
         }
     }
 
@@ -286,8 +289,11 @@ impl LogicalUnit {
     /// default mode parameters; LU and warm resets keep them, since
     /// initiators do not re-read the caching page after a reset and silently
     /// re-enabling a write cache the host turned off would risk data loss.
-    /// Persistent reservations survive every reset.
+    /// Persistent reservations survive every reset, and so does a sanitize
+    /// operation in progress (SBC-4 4.11.2); commands waiting for it are
+    /// aborted (see [`LogicalUnit::abort_waiting`]).
     pub fn reset(&self, by: Option<Nexus>, kind: ResetKind) {
+        self.abort_waiting(None);
         let asc = match kind {
             ResetKind::LogicalUnit => Asc::BUS_DEVICE_RESET_FUNCTION_OCCURRED,
             ResetKind::TargetWarm => Asc::SCSI_BUS_RESET_OCCURRED,
@@ -307,7 +313,9 @@ impl LogicalUnit {
     }
 
     /// The I_T nexus is gone (session closed / logged out): drop its state.
+    /// A sanitize operation it started continues.
     pub fn nexus_lost(&self, nexus: Nexus) {
+        self.abort_waiting(Some(nexus));
         lock(self.shard(&nexus)).remove(&nexus);
         self.release_scsi2(Some(nexus));
         self.xcopy.nexus_lost(nexus);
@@ -345,6 +353,7 @@ impl LogicalUnit {
             );
         }
         let result = Command::parse(req.cdb).and_then(|cmd| {
+            self.sanitize_gate(&cmd)?;
             self.alua_check(&cmd, req.nexus)?;
             self.check_conflict(&cmd, req)?;
             self.dispatch(&cmd, req, data_in)
@@ -354,6 +363,14 @@ impl LogicalUnit {
                 data_in.clear();
                 ScsiOutcome {
                     status: ScsiStatus::RESERVATION_CONFLICT,
+                    sense: SenseData::empty(),
+                    transfer_len: 0,
+                }
+            }
+            Err(sense) if sense.is_task_aborted() => {
+                data_in.clear();
+                ScsiOutcome {
+                    status: ScsiStatus::TASK_ABORTED,
                     sense: SenseData::empty(),
                     transfer_len: 0,
                 }
@@ -386,10 +403,13 @@ impl LogicalUnit {
             Command::RequestSense { desc, alloc_len } => {
                 let sense = match self.pop_ua(req.nexus) {
                     Some(asc) => Sense::new(SenseKey::UNIT_ATTENTION, asc),
-                    None if !self.medium_present() => {
-                        Sense::new(SenseKey::NOT_READY, Asc::MEDIUM_NOT_PRESENT_TRAY_OPEN)
-                    }
-                    None => Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE),
+                    None => match self.sanitize_sense() {
+                        Some(s) => s,
+                        None if !self.medium_present() => {
+                            Sense::new(SenseKey::NOT_READY, Asc::MEDIUM_NOT_PRESENT_TRAY_OPEN)
+                        }
+                        None => Sense::new(SenseKey::NO_SENSE, Asc::NO_ADDITIONAL_SENSE),
+                    },
                 };
                 data_in.extend_from_slice(sense.encode(desc).as_bytes());
                 Ok(finish(data_in, alloc_len, expected))

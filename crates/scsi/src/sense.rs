@@ -61,6 +61,9 @@ impl Asc {
     pub const MEDIUM_REMOVAL_PREVENTED: Asc = Asc(0x5302);
     pub const NOT_READY_TARGET_PORT_STANDBY: Asc = Asc(0x040B);
     pub const NOT_READY_TARGET_PORT_UNAVAILABLE: Asc = Asc(0x040C);
+    pub const SANITIZE_IN_PROGRESS: Asc = Asc(0x041B);
+    pub const MEDIUM_FORMAT_CORRUPTED: Asc = Asc(0x3100);
+    pub const SANITIZE_COMMAND_FAILED: Asc = Asc(0x3103);
     pub const UNREACHABLE_COPY_TARGET: Asc = Asc(0x0804);
     pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Asc = Asc(0x0D02);
     pub const INVALID_RELEASE_OF_PERSISTENT_RESERVATION: Asc = Asc(0x2604);
@@ -162,6 +165,15 @@ impl Sense {
     /// True for the [`Sense::conflict`] marker.
     pub(crate) fn is_conflict(&self) -> bool {
         self.key.0 == 0xFF && self.asc.0 == 0xFFFF
+    }
+    /// Internal marker: the command ends with TASK ABORTED status (no sense
+    /// data). Never encoded; see [`Sense::is_task_aborted`].
+    pub(crate) const fn task_aborted() -> Self {
+        Sense::new(SenseKey(0xFE), Asc(0xFFFF))
+    }
+    /// True for the [`Sense::task_aborted`] marker.
+    pub(crate) fn is_task_aborted(&self) -> bool {
+        self.key.0 == 0xFE && self.asc.0 == 0xFFFF
     }
 
     /// ILLEGAL REQUEST with `asc` (no field pointer).

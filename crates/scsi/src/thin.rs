@@ -1,5 +1,5 @@
 //! Thin provisioning (SBC-3 4.7): UNMAP, WRITE SAME(10/16) with the UNMAP
-//! bit, GET LBA STATUS, and SANITIZE BLOCK ERASE (unmap everything).
+//! bit and GET LBA STATUS. (SANITIZE BLOCK ERASE is in `sanitize.rs`.)
 
 use crate::cdb::{be, WriteSame};
 use crate::lu::{finish, CmdResult, LogicalUnit};
@@ -172,18 +172,5 @@ impl LogicalUnit {
         let len = (out.len() - 4) as u32;
         out[..4].copy_from_slice(&len.to_be_bytes());
         Ok(finish(out, alloc_len, expected))
-    }
-
-    /// SANITIZE BLOCK ERASE: deallocate every block (they then read as
-    /// zeros). The parameter list length must be zero (CDB usage map).
-    pub(crate) fn sanitize_block_erase(&self) -> CmdResult {
-        if let Some(s) = self.write_protect_sense() {
-            return Err(s);
-        }
-        let cap = self.dev.num_blocks();
-        let _excl = self.io_locks.exclusive();
-        self.dev.unmap(0, cap).map_err(|e| self.device_error(&e))?;
-        self.dev.flush().map_err(|e| self.device_error(&e))?;
-        Ok(0)
     }
 }

@@ -242,6 +242,10 @@ impl LogicalUnit {
             (dst_lu, Command::Write(rw(dst_lba))),
         ] {
             if !std::ptr::eq(l, self) {
+                // A peer being sanitized is not reachable.
+                if l.sanitize_gate(&cmd).is_err() {
+                    return Err(aborted(Asc::COPY_TARGET_DEVICE_NOT_REACHABLE));
+                }
                 l.check_conflict(&cmd, req)?;
             }
         }

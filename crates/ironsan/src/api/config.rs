@@ -56,10 +56,7 @@ pub(crate) async fn show(
         "json" => Ok(Json(redacted(&cfg)).into_response()),
         "toml" => {
             let text = toml::to_string(&cfg).map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    e.to_string(),
-                )
+                ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             })?;
             Ok(([(header::CONTENT_TYPE, "application/toml")], text).into_response())
         }

@@ -145,6 +145,8 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
             .map(|f| {
                 if path == "." {
                     f
+                } else if path == f || path.ends_with(&format!(".{f}")) {
+                    path.clone()
                 } else {
                     format!("{path}.{f}")
                 }

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
@@ -46,8 +46,8 @@ pub(crate) const DEFAULT_DRAIN: Duration = Duration::from_secs(60);
 /// What the handlers share.
 pub(crate) struct ApiState {
     pub control: Control,
-    /// The volume pool, or why it is unavailable.
-    pub pool: Result<Arc<Pool>, String>,
+    /// The volume pool (the runtime's, in `data_dir/pool`).
+    pub pool: Arc<Pool>,
     pub started: Instant,
     pub started_unix: u64,
     /// Serializes read-modify-apply sequences.
@@ -67,18 +67,17 @@ struct Listener {
 }
 
 impl ApiState {
-    pub fn pool(&self) -> Result<Arc<Pool>, ApiError> {
-        self.pool.clone().map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the volume pool is unavailable: {e}"),
-            )
-        })
+    pub fn pool(&self) -> Arc<Pool> {
+        self.pool.clone()
     }
 
     /// Applies a modified copy of the live configuration (made by `edit`
     /// under the change lock) and returns the change lines.
-    pub async fn change<F>(self: &Arc<Self>, how: Decommission, edit: F) -> Result<Vec<String>, ApiError>
+    pub async fn change<F>(
+        self: &Arc<Self>,
+        how: Decommission,
+        edit: F,
+    ) -> Result<Vec<String>, ApiError>
     where
         F: FnOnce(&mut Config) -> Result<(), ApiError>,
     {
@@ -153,6 +152,10 @@ impl Params {
     /// Refuses parameters the endpoint does not know.
     pub fn only(&self, allowed: &[&str]) -> Result<(), ApiError> {
         match self.0.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            Some((k, _)) if allowed.is_empty() => Err(ApiError::bad(
+                k.as_str(),
+                "unknown query parameter (this endpoint takes none)",
+            )),
             Some((k, _)) => Err(ApiError::bad(
                 k.as_str(),
                 format!("unknown query parameter (known: {})", allowed.join(", ")),
@@ -296,6 +299,28 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The handlers' state for a running server.
+pub(crate) fn new_state(control: Control, token: String, socket: PathBuf) -> AppState {
+    Arc::new(ApiState {
+        pool: control.pool(),
+        control,
+        started: Instant::now(),
+        started_unix: now_unix(),
+        changes: tokio::sync::Mutex::new(()),
+        socket,
+        token: Arc::new(token),
+        tcp: Mutex::new(None),
+    })
+}
+
+/// The TCP flavour of the router: every request needs the bearer token.
+pub(crate) fn tcp_router(state: AppState) -> Router {
+    router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        state.token.clone(),
+        auth::require_token,
+    ))
+}
+
 /// The running API.
 pub(crate) struct Api {
     state: AppState,
@@ -312,10 +337,7 @@ fn bind_tcp(state: AppState, addr: &str) -> Result<Listener> {
     let std = std::net::TcpListener::bind(sa).with_context(|| format!("binding {addr}"))?;
     std.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(std)?;
-    let app = router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        state.token.clone(),
-        auth::require_token,
-    ));
+    let app = tcp_router(state);
     let (stop, mut rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         let shutdown = async move {
@@ -357,24 +379,13 @@ fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener> {
 
 impl Api {
     /// Starts the API of a running server.
-    pub async fn start(control: Control, pool: Result<Arc<Pool>, String>) -> Result<Self> {
+    pub async fn start(control: Control) -> Result<Self> {
         let cfg = control.config();
         let token = auth::load_or_create_token(&cfg.data_dir)?;
         let socket = cfg.data_dir.join(SOCKET_FILE);
         let listener = bind_unix(&socket)?;
-        let socket_ino = std::fs::metadata(&socket)
-            .ok()
-            .map(|m| (m.dev(), m.ino()));
-        let state = Arc::new(ApiState {
-            control,
-            pool,
-            started: Instant::now(),
-            started_unix: now_unix(),
-            changes: tokio::sync::Mutex::new(()),
-            socket: socket.clone(),
-            token: Arc::new(token),
-            tcp: Mutex::new(None),
-        });
+        let socket_ino = std::fs::metadata(&socket).ok().map(|m| (m.dev(), m.ino()));
+        let state = new_state(control, token, socket.clone());
         if let Some(addr) = &cfg.api.listen {
             let l = bind_tcp(state.clone(), addr)?;
             *state.tcp.lock().unwrap_or_else(|p| p.into_inner()) = Some(l);

@@ -13,23 +13,14 @@ use target::server::SessionInfo;
 use super::error::{ApiError, PathParams};
 use super::{AppState, Params};
 
-/// The backing file of a LUN, if it has one. Read through the serialized
-/// form so that this keeps working as the LUN schema grows (`volume`).
+/// The backing file of a LUN, if it has one.
 pub(crate) fn lun_file(lun: &Lun) -> Option<PathBuf> {
-    serde_json::to_value(lun)
-        .ok()?
-        .get("file")?
-        .as_str()
-        .map(PathBuf::from)
+    lun.file.clone()
 }
 
 /// The pool volume backing a LUN, if any (`volume = "NAME"`).
 pub(crate) fn lun_volume(lun: &Lun) -> Option<String> {
-    serde_json::to_value(lun)
-        .ok()?
-        .get("volume")?
-        .as_str()
-        .map(str::to_string)
+    lun.volume.clone()
 }
 
 fn lun_count(cfg: &Config) -> usize {
@@ -40,12 +31,12 @@ fn lun_count(cfg: &Config) -> usize {
 pub(crate) async fn state(State(s): State<AppState>) -> Json<Value> {
     let cfg = s.control.config();
     let sessions = s.control.sessions().len();
-    let volumes = s.pool.as_ref().ok().map(|p| {
-        p.list()
-            .iter()
-            .filter(|v| matches!(v.kind, volume::ObjectKind::Volume))
-            .count()
-    });
+    let volumes = s
+        .pool
+        .list()
+        .iter()
+        .filter(|v| matches!(v.kind, volume::ObjectKind::Volume))
+        .count();
     let listening: Vec<String> = s
         .control
         .portal_addrs()
@@ -65,7 +56,6 @@ pub(crate) async fn state(State(s): State<AppState>) -> Json<Value> {
         "portals": cfg.portals,
         "listening": listening,
         "volumes": volumes,
-        "pool": match &s.pool { Ok(_) => Value::from("ok"), Err(e) => Value::from(e.as_str()) },
         "api": { "socket": s.socket, "tcp": cfg.api.listen },
     }))
 }
@@ -80,7 +70,7 @@ struct Problem {
 
 /// `GET /v1/health`: what `ironsan check` reports. Only conditions the
 /// daemon can observe: portals not listening, LUN backing files or volumes
-/// gone, the volume pool unavailable, checksum errors on volumes.
+/// gone, checksum errors on volumes.
 pub(crate) async fn health(State(s): State<AppState>) -> Json<Value> {
     let cfg = s.control.config();
     let mut problems = Vec::new();
@@ -91,15 +81,10 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Value> {
     } else if listening < cfg.portals.len() {
         add(
             "warning",
-            format!(
-                "{listening} of {} portals are listening",
-                cfg.portals.len()
-            ),
+            format!("{listening} of {} portals are listening", cfg.portals.len()),
         );
     }
-    let pool = s.pool.as_ref().ok();
-    let infos = pool.map(|p| p.list()).unwrap_or_default();
-    let mut uses_volumes = false;
+    let infos = s.pool.list();
     for t in &cfg.targets {
         for l in &t.luns {
             if let Some(f) = lun_file(l) {
@@ -116,8 +101,7 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Value> {
                 }
             }
             if let Some(v) = lun_volume(l) {
-                uses_volumes = true;
-                if pool.is_some() && !infos.iter().any(|i| i.name == v) {
+                if !infos.iter().any(|i| i.name == v) {
                     add(
                         "critical",
                         format!("LUN {} of {}: volume {v} does not exist", l.id, t.iqn),
@@ -125,10 +109,6 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Value> {
                 }
             }
         }
-    }
-    if let Err(e) = &s.pool {
-        let severity = if uses_volumes { "critical" } else { "warning" };
-        add(severity, format!("volume pool unavailable: {e}"));
     }
     for v in infos.iter().filter(|v| v.checksum_errors > 0) {
         add(
@@ -173,8 +153,10 @@ pub(crate) async fn drop_session(
         .map_err(|_| ApiError::bad("tsih", format!("{tsih:?} is not a TSIH (0..65535)")))?;
     s.control.drop_session(tsih, force)?;
     let action = if force { "closed" } else { "logout requested" };
-    s.control
-        .audit("session_drop", &[("tsih", &tsih.to_string()), ("action", action)]);
+    s.control.audit(
+        "session_drop",
+        &[("tsih", &tsih.to_string()), ("action", action)],
+    );
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "tsih": tsih, "action": action })),

@@ -259,7 +259,9 @@ pub(crate) async fn list_acls(
 ) -> Result<Json<Vec<AclView>>, ApiError> {
     let cfg = s.control.config();
     let t = find_target(&cfg, &iqn)?;
-    Ok(Json(cfg.targets[t].acls.iter().map(AclView::from).collect()))
+    Ok(Json(
+        cfg.targets[t].acls.iter().map(AclView::from).collect(),
+    ))
 }
 
 fn find_acl(t: &Target, initiator: &str) -> Option<usize> {
@@ -382,7 +384,10 @@ pub(crate) async fn add_portal(
         .await
         .map_err(|e| {
             if e.field.as_deref() == Some(prefix.as_str()) {
-                ApiError { field: Some("address".into()), ..e }
+                ApiError {
+                    field: Some("address".into()),
+                    ..e
+                }
             } else {
                 e
             }
