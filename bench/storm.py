@@ -180,7 +180,14 @@ def main():
                 continue
             lun = os.path.join(work, f"{name}.img")
             bench.make_lun(lun, size_mib)
-            target = start(lun)
+            try:
+                target = start(lun)
+            except Exception:
+                log = os.path.join(work, f"{name.split('-')[0]}.log" if name == "tgtd" else f"{name}.log")
+                if os.path.exists(log):
+                    with open(log) as f:
+                        print(f"--- {log}\n{f.read()[-4000:]}", file=sys.stderr)
+                raise
             try:
                 time.sleep(0.5)
                 r = storm(target, iqn, lun_id, args)

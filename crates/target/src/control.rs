@@ -170,7 +170,10 @@ impl Control {
         let _ = h.ctl.send(if force {
             SessionCtl::Drop
         } else {
-            SessionCtl::Logout
+            SessionCtl::Logout {
+                within: crate::server::logout_grace(),
+                enforce: true,
+            }
         });
         Ok(())
     }
@@ -264,7 +267,10 @@ impl Control {
                 .values()
                 .filter(|h| targets.contains(&h.info.target.to_ascii_lowercase()))
             {
-                let _ = h.ctl.send(SessionCtl::Logout);
+                let _ = h.ctl.send(SessionCtl::Logout {
+                    within: bound,
+                    enforce: false,
+                });
             }
         }
         let deadline = Instant::now() + bound;
@@ -411,7 +417,10 @@ impl Control {
                 .collect()
         };
         for ctl in handles {
-            let _ = ctl.send(SessionCtl::Logout);
+            let _ = ctl.send(SessionCtl::Logout {
+                within: crate::server::logout_grace(),
+                enforce: true,
+            });
             tokio::spawn(async move {
                 tokio::time::sleep(crate::server::logout_grace()).await;
                 let _ = ctl.send(SessionCtl::Drop);

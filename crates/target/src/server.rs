@@ -78,8 +78,15 @@ pub(crate) struct SessionHandle {
 pub(crate) enum SessionCtl {
     /// A new login of the same initiator port replaces this session: close now.
     Reinstated,
-    /// Ask the initiator to log out (Async Message), close if it has not within the grace.
-    Logout,
+    /// Ask the initiator to log out within `within` (Async Message). With
+    /// `enforce`, close the session if it has not by then; without, the
+    /// requester decides what to do (a drain that times out changes nothing).
+    Logout {
+        /// Time the initiator is given.
+        within: Duration,
+        /// Close the session at the deadline.
+        enforce: bool,
+    },
     /// Close after telling the initiator why (Async Message: connection will drop).
     Drop,
 }

@@ -315,10 +315,12 @@ impl Session {
                         info!(initiator = %self.initiator, "session reinstated by a new login; closing the old one");
                         return;
                     }
-                    SessionCtl::Logout if logout_deadline.is_none() => {
-                        logout_deadline = Some(Instant::now() + self.request_logout());
+                    SessionCtl::Logout { within, enforce } => {
+                        let grace = self.request_logout(within);
+                        if enforce && logout_deadline.is_none() {
+                            logout_deadline = Some(Instant::now() + grace);
+                        }
                     }
-                    SessionCtl::Logout => {}
                     SessionCtl::Drop => {
                         info!(initiator = %self.initiator, "closing the session on request");
                         let t2w = self.params.default_time2wait.min(3600) as u16;
@@ -332,7 +334,7 @@ impl Session {
                     if !stopping {
                         continue;
                     }
-                    logout_deadline = Some(Instant::now() + self.request_logout());
+                    logout_deadline = Some(Instant::now() + self.request_logout(logout_grace()));
                 }
                 _ = tick.tick() => {
                     if logout_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -359,8 +361,8 @@ impl Session {
     }
 
     /// Sends the Async Message asking for logout; returns the grace period.
-    fn request_logout(&self) -> Duration {
-        let grace = logout_grace();
+    fn request_logout(&self, grace: Duration) -> Duration {
+        let grace = grace.clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let bhs = encode_async(
             0,
             AsyncEvent::LOGOUT_REQUESTED,
