@@ -39,19 +39,12 @@ for mode in "${modes[@]}"; do
         *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
     log="$root/target/conformance-$mode.log"
-    echo "== iscsi-test-cu -d $sanitize --test=ALL, two portals ($mode)"
-    env "${env[@]}" timeout 1200 iscsi-test-cu -d $sanitize --test=ALL "$(url)$suffix" "$(url2)$suffix" >"$log" 2>&1 || true
-    rlog=
-    if [ -n "$sanitize" ]; then
-        # libiscsi keeps the second path's session across tests, so the
-        # RESERVE(6) Sanitize.Reservations takes on it is still held when
-        # Sanitize.Reset runs and that test's SANITIZE rightly ends with
-        # RESERVATION CONFLICT. Run Sanitize.Reset again on one path, after
-        # the suite logged out; its two-portal result is not counted.
-        rlog="$root/target/conformance-$mode-sanitize-reset.log"
-        echo "== iscsi-test-cu -d -S --test=SCSI.Sanitize.Reset, one portal ($mode)"
-        env "${env[@]}" timeout 300 iscsi-test-cu -d -S --test=SCSI.Sanitize.Reset "$(url)$suffix" >"$rlog" 2>&1 || true
-    fi
+    mlog="$root/target/conformance-$mode-multipath.log"
+    echo "== iscsi-test-cu -d $sanitize --test=ALL ($mode)"
+    env "${env[@]}" timeout 1200 iscsi-test-cu -d $sanitize --test=ALL "$(url)$suffix" >"$log" 2>&1 || true
+    # MultipathIO needs a second path: the same LUN through the second portal.
+    echo "== iscsi-test-cu -d --test=ALL.MultipathIO, two portals ($mode)"
+    env "${env[@]}" timeout 300 iscsi-test-cu -d --test=ALL.MultipathIO "$(url)$suffix" "$(url2)$suffix" >"$mlog" 2>&1 || true
     stop_target
     # CUnit prints "Suite: NAME" then "  Test: NAME ...", the test's own
     # messages, and "passed" or "FAILED" (on the same line or a later one).
@@ -62,14 +55,9 @@ for mode in "${modes[@]}"; do
             /\.\.\.FAILED|^FAILED$/ { print suite "." t }
         ' "$1"
     }
-    failed=$(failures "$log")
-    if [ -n "$rlog" ]; then
-        failed=$(printf '%s\n' $failed | grep -vx 'Sanitize.Reset' || true)
-        failed="$failed $(failures "$rlog")"
-        failed=$(echo $failed)
-        if ! grep -q 'Run Summary' "$rlog" || ! grep -q 'Test: Reset' "$rlog"; then
-            failed="$failed Sanitize.Reset(one-portal-run-did-not-finish)"
-        fi
+    failed=$(echo $(failures "$log") $(failures "$mlog"))
+    if ! grep -q 'Test: Simple' "$mlog" || grep -q 'SKIPPED.*multipath' "$mlog"; then
+        failed="$failed MultipathIO(did-not-run)"
     fi
     summary=$(grep -E 'tests +[0-9]+' "$log" | tail -1 || true)
     echo "   $summary"
@@ -87,7 +75,7 @@ for mode in "${modes[@]}"; do
         printf '%s\n' "$skipped" | sed 's/^/     /'
         status=1
     fi
-    if ! grep -q 'Run Summary' "$log"; then
+    if ! grep -q 'Run Summary' "$log" || ! grep -q 'Run Summary' "$mlog"; then
         echo "   iscsi-test-cu did not finish ($mode); tail of its log:"
         tail -20 "$log" | sed 's/^/     /'
         status=1

@@ -69,7 +69,7 @@ url() { echo "iscsi://$user%$secret@127.0.0.1:$port/$iqn/0"; }
 url2() { echo "iscsi://$user%$secret@127.0.0.1:$((port + 1))/$iqn/0"; }
 
 cleanup() {
-    [ -f "$work/data/ironsan.pid" ] && kill -9 "$(cat "$work/data/ironsan.pid")" 2>/dev/null
+    if [ -f "$work/data/ironsan.pid" ]; then kill -9 "$(cat "$work/data/ironsan.pid")" 2>/dev/null || true; fi
     if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; fi
     rm -rf "$work"
 }

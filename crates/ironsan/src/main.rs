@@ -249,6 +249,12 @@ fn serve(cfg: Config, seed: String, banner: Option<String>) -> Result<()> {
             stop.shutdown();
         });
         server.run().await;
+        // A successor has written its own pid by now; remove only ours.
+        let pid_file = cfg.data_dir.join(PID_FILE);
+        let ours = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == std::process::id().to_string());
+        if ours {
+            let _ = std::fs::remove_file(&pid_file);
+        }
         api.stop().await;
         Ok(())
     })

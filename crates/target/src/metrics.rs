@@ -14,6 +14,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod snapshot;
+pub use snapshot::{
+    CommandCounts, InitiatorSnapshot, LatencySummary, LoginCount, LunSnapshot, MetricsSnapshot,
+    PortalSnapshot, StatsSnapshot,
+};
+
 /// Distinct initiators with their own series; the rest share `_other`.
 pub const MAX_INITIATORS: usize = 256;
 /// Latency histogram bucket bounds, microseconds.

@@ -251,6 +251,7 @@ async fn full_feature_phase<R: AsyncRead + Unpin>(
         .instrument(span)
         .await;
     session.abort_pending(None);
+    session.abort_waiting(Some(session.nexus));
     session.quiesce().await;
     if let Some(target) = &session.target {
         for lu in target.view().luns.values() {
@@ -352,6 +353,16 @@ impl Session {
     fn count_digest_error(&self) {
         self.istats.digest_errors.fetch_add(1, Ordering::Relaxed);
         self.pstats.digest_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Commands of `by` (all nexuses when `None`) that only wait for a
+    /// background operation of their LU end now with TASK ABORTED.
+    fn abort_waiting(&self, by: Option<Nexus>) {
+        if let Some(target) = &self.target {
+            for lu in target.view().luns.values() {
+                lu.abort_waiting(by);
+            }
+        }
     }
 
     /// Starts every collected command and waits (bounded) until none runs.
@@ -565,6 +576,11 @@ impl Session {
                     // A task already executing runs to completion and answers
                     // for itself; one that never arrived (RefCmdSN still ahead
                     // of ExpCmdSN, RFC 7143 section 11.5.1) counts as aborted.
+                    // A command only waiting for a background operation
+                    // (SANITIZE) stops waiting; the operation goes on.
+                    if let Some(lu) = self.lu(t.lun) {
+                        lu.abort_waiting(Some(self.nexus));
+                    }
                     self.quiesce().await;
                     let exp = self.window.exp_cmd_sn();
                     if sn_le(exp, t.ref_cmd_sn) && sn_lt(t.ref_cmd_sn, t.cmd_sn) {
@@ -576,12 +592,16 @@ impl Session {
             }
             TmfFunction::ABORT_TASK_SET | TmfFunction::CLEAR_TASK_SET => {
                 self.abort_pending(Some(t.lun));
+                if let Some(lu) = self.lu(t.lun) {
+                    lu.abort_waiting(Some(self.nexus));
+                }
                 self.quiesce().await;
                 TmfResponse::FUNCTION_COMPLETE
             }
             TmfFunction::LOGICAL_UNIT_RESET => match self.lu(t.lun) {
                 Some(lu) => {
                     self.abort_pending(Some(t.lun));
+                    lu.abort_waiting(None);
                     self.quiesce().await;
                     lu.reset(Some(self.nexus), scsi::ResetKind::LogicalUnit);
                     TmfResponse::FUNCTION_COMPLETE
@@ -591,6 +611,7 @@ impl Session {
             TmfFunction::TARGET_WARM_RESET | TmfFunction::TARGET_COLD_RESET => {
                 let cold = t.function == TmfFunction::TARGET_COLD_RESET;
                 self.abort_pending(None);
+                self.abort_waiting(None);
                 self.quiesce().await;
                 let kind = if cold {
                     scsi::ResetKind::TargetCold
@@ -621,6 +642,7 @@ impl Session {
     async fn logout(&mut self, l: LogoutRequest) -> Flow {
         self.accept_cmd_sn(l.immediate, l.cmd_sn);
         self.abort_pending(None);
+        self.abort_waiting(Some(self.nexus));
         self.quiesce().await;
         let response = if l.reason == LogoutReason::REMOVE_CONNECTION_FOR_RECOVERY {
             LogoutResponseCode::RECOVERY_NOT_SUPPORTED

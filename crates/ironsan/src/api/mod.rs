@@ -11,8 +11,11 @@
 mod auth;
 mod config;
 mod error;
+mod metrics;
+mod pool;
 mod sessions;
 mod targets;
+mod ui;
 mod volumes;
 
 use std::net::SocketAddr;
@@ -254,6 +257,15 @@ async fn not_found() -> ApiError {
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/openapi.yaml", get(openapi))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/stats", get(metrics::stats))
+        .route(
+            "/v1/trace",
+            get(metrics::show_trace)
+                .put(metrics::set_trace)
+                .delete(metrics::clear_trace),
+        )
+        .merge(ui::routes())
         .route("/v1/state", get(sessions::state))
         .route("/v1/health", get(sessions::health))
         .route("/v1/sessions", get(sessions::list))
@@ -295,6 +307,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/snapshots/{full}", delete(volumes::delete_snapshot))
         .route("/v1/snapshots/{full}/rollback", post(volumes::rollback))
         .route("/v1/snapshots/{full}/clone", post(volumes::clone))
+        .route("/v1/pool", get(pool::stats))
+        .route("/v1/pool/scrub", post(pool::scrub))
         .fallback(not_found)
         .with_state(state)
 }
@@ -313,11 +327,12 @@ pub(crate) fn new_state(control: Control, token: String, socket: PathBuf) -> App
     })
 }
 
-/// The TCP flavour of the router: every request needs the bearer token.
+/// The TCP flavour of the router: every request needs the bearer token
+/// (but the dashboard's static files, see [`ui`]).
 pub(crate) fn tcp_router(state: AppState) -> Router {
     router(state.clone()).layer(axum::middleware::from_fn_with_state(
         state.token.clone(),
-        auth::require_token,
+        ui::token_unless_static,
     ))
 }
 

@@ -277,6 +277,8 @@ fn openapi_documents_every_route() {
         "/v1/snapshots/{snapshot}:",
         "/v1/snapshots/{snapshot}/rollback:",
         "/v1/snapshots/{snapshot}/clone:",
+        "/v1/pool:",
+        "/v1/pool/scrub:",
         "/openapi.yaml:",
     ] {
         assert!(OPENAPI.contains(path), "docs/openapi.yaml lacks {path}");

@@ -74,6 +74,9 @@ pub(crate) enum ClientCommand {
     /// Snapshots of volumes (VOLUME@SNAPSHOT).
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// The volume pool: status, online scrub, offline check and repair.
+    #[command(subcommand)]
+    Pool(super::pool::PoolCmd),
     /// iSCSI targets.
     #[command(subcommand)]
     Target(TargetCmd),
@@ -107,6 +110,13 @@ pub(crate) enum ClientCommand {
     Check,
     /// The daemon's version, uptime and counts.
     Status,
+    /// Counters per initiator, portal and LUN, and recent anomaly events.
+    Stats,
+    /// Live view of the busiest initiators, LUNs and portals (Ctrl-C quits).
+    Top(super::top::TopArgs),
+    /// Per-command trace of one initiator, switched on and off at run time.
+    #[command(subcommand)]
+    Trace(super::stats::TraceCmd),
 }
 
 #[derive(Subcommand, Debug)]

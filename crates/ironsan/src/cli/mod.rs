@@ -6,7 +6,10 @@
 mod args;
 mod client;
 mod output;
+mod pool;
+mod stats;
 mod targets;
+mod top;
 mod volumes;
 
 use std::path::Path;
@@ -21,6 +24,10 @@ use output::{age, n, s};
 
 /// Runs a client command; returns the exit code.
 pub(crate) fn run(args: &ApiArgs, cmd: ClientCommand) -> Result<u8> {
+    if let ClientCommand::Pool(pool::PoolCmd::Check { repair, source }) = &cmd {
+        // Offline: works on the data directory, not through the API.
+        return pool::check(args.json, *repair, source);
+    }
     let endpoint = Endpoint::parse(&args.api).map_err(anyhow::Error::msg)?;
     if matches!(endpoint, Endpoint::Tcp(_)) && args.token.is_none() {
         bail!("a TCP API needs --token or IRONSAN_API_TOKEN (the content of data_dir/api.token)");
@@ -30,8 +37,12 @@ pub(crate) fn run(args: &ApiArgs, cmd: ClientCommand) -> Result<u8> {
     match cmd {
         ClientCommand::Check => return Ok(check(&c, json)),
         ClientCommand::Status => status(&c, json)?,
+        ClientCommand::Stats => stats::stats(&c, json)?,
+        ClientCommand::Top(a) => top::top(&c, json, &a)?,
+        ClientCommand::Trace(t) => stats::trace(&c, json, t)?,
         ClientCommand::Volume(v) => volumes::volume(&c, json, v)?,
         ClientCommand::Snapshot(v) => volumes::snapshot(&c, json, v)?,
+        ClientCommand::Pool(v) => return pool::online(&c, json, v),
         ClientCommand::Target(v) => targets::target(&c, json, v)?,
         ClientCommand::Lun(v) => targets::lun(&c, json, v)?,
         ClientCommand::Acl(v) => targets::acl(&c, json, v)?,

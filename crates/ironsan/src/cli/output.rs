@@ -7,7 +7,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     print!("{}", render(headers, rows));
 }
 
-fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
