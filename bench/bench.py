@@ -113,12 +113,18 @@ class Tgtd:
 
     def __init__(self, work, lun):
         self.port = free_port()
-        self.ctl = str(30000 + os.getpid() % 20000)
+        # tgtd accepts control ports up to 32767 only.
+        self.ctl = str(20000 + os.getpid() % 12000)
         self.log = open(os.path.join(work, "tgtd.log"), "w")
         self.proc = subprocess.Popen(
             ["tgtd", "-f", "-C", self.ctl, "--iscsi", f"portal=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=self.log)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except RuntimeError:
+            self.proc.kill()
+            self.proc.wait()
+            raise
         self.pid = self.proc.pid
         adm = ["tgtadm", "-C", self.ctl, "--lld", "iscsi"]
         subprocess.run(adm + ["--mode", "target", "--op", "new", "--tid", "1", "-T", IQN_TGT], check=True)
@@ -223,8 +229,16 @@ def main():
     print()
     print(table)
     if args.markdown:
+        # Keep the sections other benchmarks write (bench/volume.py: "## Volumes").
+        kept = ""
+        try:
+            with open(args.markdown) as f:
+                m = re.search(r"^## Volumes\n.*?(?=^# |\Z)", f.read(), flags=re.M | re.S)
+                kept = "\n" + m.group(0).rstrip("\n") + "\n" if m else ""
+        except FileNotFoundError:
+            pass
         with open(args.markdown, "w") as f:
-            f.write(table + "\n")
+            f.write(table + "\n" + kept)
 
 
 def print_row(r):

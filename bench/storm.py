@@ -134,7 +134,7 @@ def render(results, args):
             lines.append(
                 f"- {name}/tgtd: logins/s x{ratio(r['logins_per_sec'], tgt['logins_per_sec']):.2f}, "
                 f"login p99 x{ratio(p(r['login_latency'], 'p99_ms'), p(tgt['login_latency'], 'p99_ms')):.2f}, "
-                f"victim p99 x{ratio(p((r.get('victim') or {}).get('latency'), 'p99_ms'), p((tgt.get('victim') or {}).get('latency'), 'p99_ms')):.2f} "
+                f"victim p99 x{ratio(p((r.get('victim') or {}).get('latency'), 'p99_ms'), p((tgt.get('victim') or {}).get('latency'), 'p99_ms')):.3g} "
                 "(logins/s: higher is better; p99: lower is better)")
     failures = [(n, r) for n, r in results if r["failures"]]
     if failures:

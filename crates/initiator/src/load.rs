@@ -401,7 +401,7 @@ async fn geometry(client: &mut Client, lun: u64, bound: Duration) -> Result<Geom
         match op("read capacity", bound, client.read_capacity(lun)).await? {
             Ok(cap) => {
                 let bs = cap.block_size as usize;
-                if bs > IO_SIZE || IO_SIZE % bs != 0 {
+                if bs > IO_SIZE || !IO_SIZE.is_multiple_of(bs) {
                     return Err(format!("block size {bs} does not divide {IO_SIZE}"));
                 }
                 return Ok(Geometry {

@@ -111,7 +111,7 @@ fn raise_nofile_limit() -> Option<u64> {
             lim = raised;
         }
     }
-    Some(lim.rlim_cur as u64)
+    Some(lim.rlim_cur)
 }
 
 fn main() -> ExitCode {
@@ -175,7 +175,7 @@ fn main() -> ExitCode {
     let victim_ok = report
         .victim
         .as_ref()
-        .map_or(true, |v| v.logged_in && v.error.is_none());
+        .is_none_or(|v| v.logged_in && v.error.is_none());
     if report.failed() == 0 && victim_ok {
         ExitCode::SUCCESS
     } else {

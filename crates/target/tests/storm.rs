@@ -5,7 +5,6 @@
 //! logged in, doing verified I/O and logging out, and a session already in
 //! full feature phase must keep doing I/O without an error throughout.
 
-#[allow(dead_code, unused_imports)]
 mod common;
 
 use std::time::{Duration, Instant};
