@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite talks to: libiscsi's conformance
-# suite and tools, and qemu-img/qemu-io with the iSCSI block driver.
+# suite and tools, qemu-img/qemu-io with the iSCSI block driver, and
+# Chromium (headless, for the dashboard test).
 # Debian 12 ships qemu-block-extra only at the bookworm version; a newer
 # qemu-utils without the block module is replaced by the matching one.
 set -euo pipefail
@@ -9,11 +10,12 @@ need=()
 command -v iscsi-test-cu >/dev/null || need+=(libiscsi-bin)
 qemu_ok() { qemu-img --help 2>/dev/null | grep -qw iscsi; }
 qemu_ok || need+=(qemu)
+command -v chromium >/dev/null || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null; then SUDO=sudo; else
-        echo "deps: missing ${need[*]} and not root: install libiscsi-bin qemu-utils qemu-block-extra" >&2
+        echo "deps: missing ${need[*]} and not root: install libiscsi-bin qemu-utils qemu-block-extra chromium" >&2
         exit 1
     fi
 else

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: build, unit and integration tests, then real
-# initiators (libiscsi's conformance suite, qemu-img) against a live target.
+# initiators (libiscsi's conformance suite, qemu-img) against a live target,
+# and the dashboard in headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -9,3 +10,4 @@ cargo test --workspace --release --locked
 tests/qemu.sh
 tests/restart.sh
 tests/conformance.sh
+tests/dashboard.sh

@@ -275,8 +275,8 @@ pub struct SecuritySettings {
     pub lockout: u64,
     /// Delay before a locked-out attempt is refused, in milliseconds.
     pub lockout_delay_ms: u64,
-    /// Connections per source address that may be logging in at once; a new
-    /// one beyond this closes the oldest.
+    /// Connections per source address that may be open without having sent
+    /// anything; a new one beyond this closes the oldest silent one.
     pub max_pending_logins_per_address: usize,
     /// Logins in progress at once; more are answered "service unavailable".
     pub max_logins_in_progress: usize,
@@ -291,7 +291,7 @@ impl Default for SecuritySettings {
             login_failure_window: 60,
             lockout: 300,
             lockout_delay_ms: 1000,
-            max_pending_logins_per_address: 64,
+            max_pending_logins_per_address: 256,
             max_logins_in_progress: 4096,
         }
     }

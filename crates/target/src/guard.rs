@@ -4,9 +4,11 @@
 //!   sliding window; past a threshold the key is locked out for a cool-down.
 //!   Attempts during the cool-down are delayed, then refused without their
 //!   credentials being checked, so a locked key cannot keep guessing.
-//! - Connections that have not completed login are capped per source address:
-//!   when a new one exceeds the cap, the oldest pending one from that address
-//!   is closed, so idle connections cannot starve a real initiator.
+//! - Connections that have not sent anything yet are capped per source
+//!   address: when a new one exceeds the cap, the oldest silent one from that
+//!   address is closed, so idle connections cannot starve a real initiator,
+//!   while initiators that do speak are never evicted (the admission ceiling
+//!   and the login timeout govern them).
 //! - The number of logins in progress is capped; extra logins are answered
 //!   "service unavailable" (0x0301) and the initiator retries.
 //!
@@ -21,6 +23,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::config::SecuritySettings;
+
+/// How long a connection may stay silent before it can be evicted.
+const SILENT_GRACE: Duration = Duration::from_secs(1);
 
 /// What a failure counter is keyed by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -41,6 +46,7 @@ struct Record {
 struct Pending {
     id: u64,
     evict: Arc<Notify>,
+    since: Instant,
 }
 
 /// Registration of a pending connection; dropping it unregisters.
@@ -52,8 +58,14 @@ pub struct PendingLogin {
     pub evicted: Arc<Notify>,
 }
 
-impl Drop for PendingLogin {
-    fn drop(&mut self) {
+impl PendingLogin {
+    /// The connection sent its first PDU: it is no longer a silent one and
+    /// cannot be evicted (admission and the login timeout govern it now).
+    pub fn spoke(&self) {
+        self.forget();
+    }
+
+    fn forget(&self) {
         let mut pending = lock(&self.guard.pending);
         if let Some(q) = pending.get_mut(&self.addr) {
             q.retain(|p| p.id != self.id);
@@ -61,6 +73,12 @@ impl Drop for PendingLogin {
                 pending.remove(&self.addr);
             }
         }
+    }
+}
+
+impl Drop for PendingLogin {
+    fn drop(&mut self) {
+        self.forget();
     }
 }
 
@@ -115,6 +133,11 @@ impl LoginGuard {
     /// Registers a new connection from `addr`; may evict the oldest pending
     /// connection from the same address.
     pub fn connection(self: &Arc<Self>, addr: IpAddr) -> PendingLogin {
+        self.connection_at(addr, Instant::now())
+    }
+
+    /// [`connection`](Self::connection) at a given time.
+    pub fn connection_at(self: &Arc<Self>, addr: IpAddr, now: Instant) -> PendingLogin {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evicted = Arc::new(Notify::new());
         let mut pending = lock(&self.pending);
@@ -122,9 +145,16 @@ impl LoginGuard {
         q.push_back(Pending {
             id,
             evict: evicted.clone(),
+            since: now,
         });
+        // Over the cap, the oldest silent connections go, but only those
+        // silent for a while: in a reconnect storm connections arrive faster
+        // than their first PDU is read, and those are about to speak.
         let cap = self.cfg().max_pending_logins_per_address.max(1);
-        while q.len() > cap {
+        while q.len() > cap
+            && q.front()
+                .is_some_and(|p| now.duration_since(p.since) >= SILENT_GRACE)
+        {
             if let Some(old) = q.pop_front() {
                 old.evict.notify_one();
             }
@@ -250,21 +280,35 @@ mod tests {
     }
 
     #[test]
-    fn pending_connections_evict_the_oldest() {
+    fn pending_connections_evict_the_oldest_silent_one() {
+        use std::future::Future;
+        let notified = |n: &Arc<Notify>| {
+            let fut = n.notified();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let mut fut = std::pin::pin!(fut);
+            // A stored permit makes the first poll ready.
+            fut.as_mut().poll(&mut cx).is_ready()
+        };
         let g = guard();
         let addr: IpAddr = "127.0.0.1".parse().expect("ip");
-        let a = g.connection(addr);
-        let _b = g.connection(addr);
-        let evicted = a.evicted.clone();
-        let _c = g.connection(addr);
-        // `a` was told to go: its permit is stored, so this returns at once.
-        use std::future::Future;
-        let fut = evicted.notified();
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut fut = std::pin::pin!(fut);
-        assert!(fut.as_mut().poll(&mut cx).is_ready());
-        drop(a);
+        let t0 = Instant::now();
+        let a = g.connection_at(addr, t0);
+        let b = g.connection_at(addr, t0);
+        // A burst over the cap (2): young connections are about to speak
+        // and are kept.
+        let c = g.connection_at(addr, t0);
+        assert!(!notified(&a.evicted));
+        // Later, over the cap, the oldest silent ones go.
+        let d = g.connection_at(addr, t0 + Duration::from_secs(2));
+        assert!(notified(&a.evicted) && notified(&b.evicted));
+        assert!(!notified(&c.evicted));
+        // One that spoke is no longer counted and never evicted.
+        c.spoke();
+        let _e = g.connection_at(addr, t0 + Duration::from_secs(3));
+        let _f = g.connection_at(addr, t0 + Duration::from_secs(3));
+        assert!(notified(&d.evicted));
+        assert!(!notified(&c.evicted));
+        drop((a, b, d));
         assert_eq!(lock(&g.pending).get(&addr).map(VecDeque::len), Some(2));
     }
 

@@ -192,6 +192,7 @@ fn limits(shared: &Shared, portal_group: u16) -> TargetLimits {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 /// Runs the login phase. `Err` means the connection must close (the failure
 /// response, if any, is already queued).
 pub(crate) async fn run<R: AsyncRead + Unpin>(
@@ -202,6 +203,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
     peer: SocketAddr,
     local: SocketAddr,
     portal_group: u16,
+    pending: &crate::guard::PendingLogin,
 ) -> Result<LoggedIn, Refused> {
     let mut machine = TargetLogin::new(limits(shared, portal_group), Default::default());
     let authority = Authority {
@@ -224,6 +226,7 @@ pub(crate) async fn run<R: AsyncRead + Unpin>(
             }
         };
         if slot.is_none() {
+            pending.spoke();
             window.reset(hdr.cmd_sn);
             slot = shared.guard.admit();
             if slot.is_none() {

@@ -362,6 +362,7 @@ impl Listeners {
                 }
                 None => std::net::TcpListener::bind(want).map_err(err)?,
             };
+            deepen_backlog(&l);
             let addr = l.local_addr().map_err(err)?;
             info!(portal = %addr, "listening");
             out.push((p.clone(), addr, l));
@@ -371,6 +372,20 @@ impl Listeners {
 
     pub(crate) fn into_parts(self) -> Vec<(String, SocketAddr, std::net::TcpListener)> {
         self.0
+    }
+}
+
+/// Connections a portal's kernel queue holds before they are accepted: a
+/// reconnect storm of thousands of initiators must wait there, not be
+/// dropped (std's default is 128). The kernel caps it at somaxconn.
+const LISTEN_BACKLOG: i32 = 4096;
+
+fn deepen_backlog(l: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `l` owns a valid listening socket; calling listen(2) again on
+    // it only changes the length of its accept queue.
+    if unsafe { libc::listen(l.as_raw_fd(), LISTEN_BACKLOG) } != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "could not deepen the accept queue");
     }
 }
 

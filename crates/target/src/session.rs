@@ -129,7 +129,7 @@ pub(crate) async fn run_connection(
     let pending = shared.guard.connection(peer.ip());
     let portal_name = local.to_string();
     let logged_in = tokio::select! {
-        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer, local, place.group)) => match r {
+        r = tokio::time::timeout(login_time, login::run(&shared, &mut reader, &tx, &window, peer, local, place.group, &pending)) => match r {
             Ok(Ok(l)) => {
                 shared.metrics.login(&l.result.initiator_name, &portal_name, "ok");
                 Some(l)

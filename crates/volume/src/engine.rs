@@ -162,7 +162,7 @@ pub(crate) fn load(dir: &Path, lenient: bool) -> Result<Loaded> {
         let msg = format!(
             "log damaged at byte {offset} after seq {}, but a valid frame (seq {later_seq}) \
              follows at byte {later_offset}; refusing to drop committed transactions \
-             (run check with repair to truncate)",
+             (`ironsan pool check --repair` truncates the log there)",
             scan.last_seq
         );
         if !lenient {

@@ -193,7 +193,7 @@ pub(crate) fn verify_metadata_files(dir: &Path, log: Option<&[u8]>, ckpt_seq: u6
     if let Some(buf) = log {
         let s = wal::scan(buf, ckpt_seq);
         if let Some(d) = s.damage {
-            errs.push(format!("log: {d:?}"));
+            errs.push(format!("log: {d}"));
         }
     }
     errs
@@ -343,7 +343,7 @@ impl Pool {
             }
             Some(d @ LogDamage::Corrupt { .. }) => {
                 r.errors.push(format!(
-                    "log damaged: {d:?}; transactions after seq {} are lost",
+                    "log damaged: {d}; the pool does not open, repair truncates the log there (transactions after seq {} are lost)",
                     loaded.last_seq
                 ));
                 rewrite |= repair;

@@ -42,6 +42,24 @@ pub(crate) enum LogDamage {
     },
 }
 
+impl std::fmt::Display for LogDamage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogDamage::TornTail { offset, bytes } => {
+                write!(f, "{bytes} invalid bytes at the end (byte {offset})")
+            }
+            LogDamage::Corrupt {
+                offset,
+                later_offset,
+                later_seq,
+            } => write!(
+                f,
+                "invalid frame at byte {offset}, followed by a valid frame (seq {later_seq}) at byte {later_offset}"
+            ),
+        }
+    }
+}
+
 pub(crate) struct Scan {
     /// Frames after the checkpoint, in order: (seq, payload).
     pub frames: Vec<(u64, Vec<u8>)>,

@@ -400,3 +400,7 @@ pub(crate) mod format {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "metrics_tests.rs"]
+mod tests;

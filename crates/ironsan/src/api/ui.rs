@@ -15,9 +15,9 @@ use axum::Router;
 
 use super::AppState;
 
-const INDEX: &str = include_str!("../ui/index.html");
-const APP: &str = include_str!("../ui/app.js");
-const CHART: &str = include_str!("../ui/chart.js");
+pub(crate) const INDEX: &str = include_str!("../ui/index.html");
+pub(crate) const APP: &str = include_str!("../ui/app.js");
+pub(crate) const CHART: &str = include_str!("../ui/chart.js");
 const STYLE: &str = include_str!("../ui/style.css");
 
 /// Scripts and styles only from this origin; fetches only to it.

@@ -174,9 +174,14 @@ const IO_HEADERS: [&str; 9] = [
 ];
 
 fn session_cells(s: &Series) -> Vec<String> {
-    [
-        s.sessions,
-        s.connections,
+    // Connections are counted per portal only.
+    let conns = if s.portal.is_some() {
+        s.connections.to_string()
+    } else {
+        "-".into()
+    };
+    let mut cells = vec![s.sessions.to_string(), conns];
+    let rest: Vec<String> = [
         s.logins_succeeded,
         s.logins_failed,
         s.reconnects,
@@ -185,7 +190,9 @@ fn session_cells(s: &Series) -> Vec<String> {
     ]
     .iter()
     .map(u64::to_string)
-    .collect()
+    .collect();
+    cells.extend(rest);
+    cells
 }
 
 const SESSION_HEADERS: [&str; 7] = [

@@ -170,7 +170,12 @@ pub(crate) fn render(f: &Frame, rows: usize) -> String {
                     format!("{:.0}", r.iops),
                     format!("{:.2}", r.read_mbps),
                     format!("{:.2}", r.write_mbps),
-                    r.sessions.to_string(),
+                    // LUNs have no sessions of their own.
+                    if title == "LUN" {
+                        "-".into()
+                    } else {
+                        r.sessions.to_string()
+                    },
                     r.queue_depth.to_string(),
                     format!("{} (+{})", r.errors, r.new_errors),
                     if r.p99_us == 0 {

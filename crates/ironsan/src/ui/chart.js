@@ -32,6 +32,7 @@
     if (a >= 100) return v.toFixed(0);
     if (a >= 10) return v.toFixed(1);
     if (a === 0) return "0";
+    if (Number.isInteger(v)) return String(v);
     return v.toFixed(2);
   }
 
@@ -130,7 +131,7 @@
         lx += lw;
       }
       const top = ly + 10, left = 44, right = w - 8, bottom = h - 18;
-      const ymax = niceCeil(this.max);
+      const ymax = niceCeil(this.max * 1.08);
       // Grid and y labels.
       g.strokeStyle = "#e3e3e3";
       g.fillStyle = "#777";
@@ -153,7 +154,8 @@
       const span = Math.max(t1 - t0, 1);
       const xOf = (t) => left + ((right - left) * (t - t0)) / span;
       if (n > 1) {
-        g.fillText("-" + Math.round(span / 1000) + "s", left + 12, bottom + 4);
+        const secs = span / 1000;
+        g.fillText("-" + (secs < 10 ? secs.toFixed(1) : Math.round(secs)) + "s", left + 14, bottom + 4);
         g.fillText("now", right - 10, bottom + 4);
       }
       if (this.unit) {

@@ -232,11 +232,13 @@ impl Metrics {
     pub fn snapshot(&self) -> MetricsSnapshot {
         let luns = copy(&self.luns)
             .into_iter()
-            .map(|((target, lun), s): ((String, u64), Arc<Stats>)| LunSnapshot {
-                target,
-                lun,
-                stats: s.snapshot(),
-            })
+            .map(
+                |((target, lun), s): ((String, u64), Arc<Stats>)| LunSnapshot {
+                    target,
+                    lun,
+                    stats: s.snapshot(),
+                },
+            )
             .collect();
         let portals = copy(&self.portals)
             .into_iter()
@@ -299,7 +301,11 @@ mod tests {
         assert_eq!(i.stats.read_bytes, 100 * 4096);
         assert_eq!(i.stats.write_bytes, 512);
         assert_eq!(
-            (i.stats.commands.read, i.stats.commands.write, i.stats.commands.sync),
+            (
+                i.stats.commands.read,
+                i.stats.commands.write,
+                i.stats.commands.sync
+            ),
             (100, 1, 1)
         );
         assert_eq!(i.stats.commands.total, 102);
