@@ -47,7 +47,22 @@ async fn live_changes_and_safe_decommissioning_through_the_cli() {
         assert!(acls.contains(HOST) && !acls.contains(HOST_SECRET), "{acls}");
         let addr = d.portal();
 
-        // Log in with CHAP and do I/O.
+        // A libiscsi initiator (qemu-io) logs in with CHAP, writes and reads back.
+        match missing_tools() {
+            Some(why) => eprintln!("skipping the libiscsi login: {why}"),
+            None => qemu_io(
+                &addr.to_string(),
+                T1,
+                HOST,
+                (HOST_USER, HOST_SECRET),
+                &[
+                    "write -P 0x3c 1M 64k".to_string(),
+                    "read -P 0x3c 1M 64k".to_string(),
+                ],
+            ),
+        }
+
+        // Log in with CHAP through the project's initiator and do I/O.
         let mut c1 = login(addr, T1, 1, &[0]).await;
         write_verify(&mut c1, 0, 0, &pattern(1, 8192)).await;
 

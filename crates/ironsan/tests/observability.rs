@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -22,50 +21,6 @@ const INIT_A: &str = "iqn.2026-11.org.ironsan.test:obs-a";
 const INIT_B: &str = "iqn.2026-11.org.ironsan.test:obs-b";
 
 /// Why the libiscsi tools cannot run here, if they cannot.
-fn missing_tools() -> Option<String> {
-    let help = Command::new("qemu-img").arg("--help").output();
-    match help {
-        Err(e) => Some(format!("qemu-img: {e}")),
-        Ok(o) if !String::from_utf8_lossy(&o.stdout).contains("iscsi") => {
-            Some("qemu-img has no iSCSI driver (install qemu-block-extra)".into())
-        }
-        Ok(_) => match Command::new("qemu-io").arg("--version").output() {
-            Err(e) => Some(format!("qemu-io: {e}")),
-            Ok(_) => None,
-        },
-    }
-}
-
-/// One qemu-io run as `initiator` through `portal`; `ops` are qemu-io
-/// commands. Panics unless every operation succeeded.
-fn qemu_io(portal: &str, initiator: &str, ops: &[String]) {
-    let opts = format!(
-        "driver=iscsi,transport=tcp,portal={portal},target={TARGET},lun=0,\
-         initiator-name={initiator},user={USER},password-secret=sec0"
-    );
-    let mut cmd = Command::new("qemu-io");
-    cmd.args([
-        "--object",
-        &format!("secret,id=sec0,data={SECRET}"),
-        "--image-opts",
-        &opts,
-    ]);
-    for op in ops {
-        cmd.args(["-c", op]);
-    }
-    let out = run_bounded(cmd);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "qemu-io {ops:?}: {text}");
-    // qemu-io reports a failed operation on stdout and still exits 0.
-    let done = text.matches("wrote ").count() + text.matches("read ").count();
-    assert_eq!(done, ops.len(), "qemu-io {ops:?}: {text}");
-    assert!(!text.contains("Pattern verification failed"), "{text}");
-}
-
 /// The workload of one initiator: (writes, reads) as (offset, length).
 struct Workload {
     writes: Vec<(u64, u64)>,
@@ -161,8 +116,8 @@ fn metrics_count_exactly_what_a_libiscsi_workload_sent() {
         reads: (0..7).map(|i| ((8 << 20) + i * 32_768, 32_768)).collect(),
     };
     d.ok(&["trace", "set", INIT_A]);
-    qemu_io(&p1, INIT_A, &a.ops(0x5a));
-    qemu_io(&p2, INIT_B, &b.ops(0xa5));
+    qemu_io(&p1, TARGET, INIT_A, (USER, SECRET), &a.ops(0x5a));
+    qemu_io(&p2, TARGET, INIT_B, (USER, SECRET), &b.ops(0xa5));
     assert_eq!(d.ok(&["trace", "show"]), format!("tracing {INIT_A}\n"));
     d.ok(&["trace", "clear"]);
     assert_eq!(d.ok(&["trace", "show"]), "trace off\n");

@@ -343,3 +343,55 @@ pub async fn write_verify(c: &mut Client, lun: u64, lba: u32, data: &[u8]) {
     assert!(r.is_good(), "read: {r:?}");
     assert!(r.data == data, "read back differs");
 }
+
+/// Why qemu-io with libiscsi cannot run here, if it cannot.
+pub fn missing_tools() -> Option<String> {
+    let help = Command::new("qemu-img").arg("--help").output();
+    match help {
+        Err(e) => Some(format!("qemu-img: {e}")),
+        Ok(o) if !String::from_utf8_lossy(&o.stdout).contains("iscsi") => {
+            Some("qemu-img has no iSCSI driver (install qemu-block-extra)".into())
+        }
+        Ok(_) => match Command::new("qemu-io").arg("--version").output() {
+            Err(e) => Some(format!("qemu-io: {e}")),
+            Ok(_) => None,
+        },
+    }
+}
+
+/// One qemu-io run (libiscsi) as `initiator` with CHAP `user`/`secret`
+/// through `portal` on LUN 0 of `target`; `ops` are qemu-io commands.
+/// Panics unless every operation succeeded.
+pub fn qemu_io(
+    portal: &str,
+    target: &str,
+    initiator: &str,
+    (user, secret): (&str, &str),
+    ops: &[String],
+) {
+    let opts = format!(
+        "driver=iscsi,transport=tcp,portal={portal},target={target},lun=0,\
+         initiator-name={initiator},user={user},password-secret=sec0"
+    );
+    let mut cmd = Command::new("qemu-io");
+    cmd.args([
+        "--object",
+        &format!("secret,id=sec0,data={secret}"),
+        "--image-opts",
+        &opts,
+    ]);
+    for op in ops {
+        cmd.args(["-c", op]);
+    }
+    let out = run_bounded(cmd);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "qemu-io {ops:?}: {text}");
+    // qemu-io reports a failed operation on stdout and still exits 0.
+    let done = text.matches("wrote ").count() + text.matches("read ").count();
+    assert_eq!(done, ops.len(), "qemu-io {ops:?}: {text}");
+    assert!(!text.contains("Pattern verification failed"), "{text}");
+}
