@@ -11,3 +11,4 @@ tests/qemu.sh
 tests/restart.sh
 tests/conformance.sh
 tests/dashboard.sh
+scripts/fuzz.sh 60
