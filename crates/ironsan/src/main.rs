@@ -97,7 +97,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            eprintln!("ironsan: {e:#}");
+            eprintln!("ironsan: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
     }
@@ -298,4 +298,18 @@ async fn next_signal() -> Signal {
         _ = usr2.recv() => Signal::Restart,
         _ = hup.recv() => Signal::Restart,
     }
+}
+
+/// An error and its causes on one line, skipping causes whose text an outer
+/// message already includes (library errors often show their source).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+    }
+    out
 }
