@@ -185,27 +185,7 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
     }
 }
 
-/// Appends a whole PDU to `out`: header, header digest, data, padding, data digest.
-pub fn encode_pdu(
-    out: &mut Vec<u8>,
-    bhs: &Bhs,
-    data: &[u8],
-    header_digest: bool,
-    data_digest: bool,
-) {
-    out.extend_from_slice(&bhs.0);
-    if header_digest {
-        out.extend_from_slice(&digest::digest_bytes(&bhs.0));
-    }
-    if !data.is_empty() {
-        out.extend_from_slice(data);
-        let pad = iscsi_proto::pdu::padding(data.len());
-        out.extend_from_slice(&[0u8; 3][..pad]);
-        if data_digest {
-            out.extend_from_slice(&digest::data_digest(data).to_le_bytes());
-        }
-    }
-}
+pub use iscsi_proto::pdu::encode_pdu;
 
 #[cfg(test)]
 mod tests {
