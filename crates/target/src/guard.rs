@@ -212,7 +212,7 @@ impl LoginGuard {
             r.failures.pop_front();
         }
         r.failures.push_back(now);
-        if r.failures.len() >= threshold.max(1) && !r.locked_until.is_some_and(|u| now < u) {
+        if r.failures.len() >= threshold.max(1) && r.locked_until.is_none_or(|u| now >= u) {
             r.locked_until = Some(now + Duration::from_secs(cfg.lockout));
             r.failures.clear();
             return true;

@@ -332,6 +332,7 @@ impl Metrics {
 }
 
 /// Thresholds and sliding state of the anomaly detector.
+#[derive(Default)]
 struct Detector {
     logins: VecDeque<Instant>,
     reconnects: BTreeMap<String, VecDeque<Instant>>,
@@ -340,18 +341,6 @@ struct Detector {
     /// Previous bytes per portal, for the imbalance delta.
     last_portal_bytes: BTreeMap<String, u64>,
     storm_active: bool,
-}
-
-impl Default for Detector {
-    fn default() -> Self {
-        Self {
-            logins: VecDeque::new(),
-            reconnects: BTreeMap::new(),
-            last_errors: BTreeMap::new(),
-            last_portal_bytes: BTreeMap::new(),
-            storm_active: false,
-        }
-    }
 }
 
 /// Logins per second (over the window) that make a storm.
@@ -553,7 +542,8 @@ fn render_family(
         }
     }
     if with_sessions {
-        let gauges: [(&str, fn(&Stats) -> i64); 2] = [
+        type Gauge = fn(&Stats) -> i64;
+        let gauges: [(&str, Gauge); 2] = [
             ("sessions", |s| s.sessions.load(Relaxed)),
             ("connections", |s| s.connections.load(Relaxed)),
         ];

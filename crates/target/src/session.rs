@@ -324,7 +324,7 @@ impl Session {
                     }
                     SessionCtl::Drop => {
                         info!(initiator = %self.initiator, "closing the session on request");
-                        let t2w = self.params.default_time2wait.min(3600) as u16;
+                        let t2w = self.params.default_time2wait.min(3600);
                         let bhs = encode_async(0, AsyncEvent::CONNECTION_DROP, [0, t2w, 0], 0);
                         self.send(bhs, Vec::new(), true);
                         return;
