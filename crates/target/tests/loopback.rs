@@ -628,3 +628,87 @@ async fn header_digest_mode_accepts_header_only_initiators() {
     })
     .await;
 }
+
+// 12. CHAP reflection: an initiator that sends back the target's own
+// challenge as its mutual challenge is refused (RFC 7143 section 12.1.3).
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflected_chap_challenge_is_refused() {
+    use iscsi_proto::chap::ChapAlgorithm;
+    use iscsi_proto::login::{LoginRequestHeader, Stage};
+    use iscsi_proto::pdu::{encode_login_request, parse_login_response};
+    use iscsi_proto::text::{decode_binary, encode_hex, parse_text};
+
+    bounded(async {
+        let t = TestTarget::start("reflect", TargetOptions::default()).await;
+        let mut c = t.connect().await;
+        let hdr = |transit: bool| LoginRequestHeader {
+            transit,
+            cont: false,
+            csg: Stage(0),
+            nsg: Stage(1),
+            version_max: 0,
+            version_min: 0,
+            isid: [0x80, 0, 0, 0, 0, 0x42],
+            tsih: 0,
+            itt: 1,
+            cid: 0,
+            cmd_sn: 1,
+            exp_stat_sn: 0,
+        };
+        let send = |text: String, transit: bool| {
+            let h = hdr(transit);
+            (encode_login_request(&h, text.len() as u32), text)
+        };
+        let first = format!(
+            "InitiatorName={}\0TargetName={}\0SessionType=Normal\0AuthMethod=CHAP\0",
+            common::INITIATOR_IQN,
+            common::TARGET_IQN
+        );
+        for text in [first, "CHAP_A=5\0".to_string()] {
+            let (bhs, data) = send(text, false);
+            c.send(&bhs, data.as_bytes()).await.expect("send login");
+            let r = c.recv().await.expect("login response");
+            assert_eq!(
+                parse_login_response(&r.bhs).status.0,
+                0,
+                "login step refused early"
+            );
+            if data.starts_with("CHAP_A") {
+                let keys: Vec<(String, String)> = parse_text(&r.data)
+                    .expect("text")
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let get = |k: &str| {
+                    keys.iter()
+                        .find(|(n, _)| n == k)
+                        .map(|(_, v)| v.clone())
+                        .expect(k)
+                };
+                let id: u8 = get("CHAP_I").parse().expect("CHAP_I");
+                let challenge = decode_binary(&get("CHAP_C")).expect("CHAP_C");
+                let response = ChapAlgorithm::MD5
+                    .hash(id, CHAP_SECRET.as_bytes(), &challenge)
+                    .expect("MD5");
+                // The right response, but the target's own challenge sent back.
+                let text = format!(
+                    "CHAP_N={}\0CHAP_R={}\0CHAP_I={id}\0CHAP_C={}\0",
+                    common::CHAP_USER,
+                    encode_hex(&response),
+                    encode_hex(&challenge)
+                );
+                let (bhs, data) = send(text, true);
+                c.send(&bhs, data.as_bytes())
+                    .await
+                    .expect("send CHAP response");
+                let r = c.recv().await.expect("final login response");
+                assert_eq!(
+                    parse_login_response(&r.bhs).status,
+                    LoginStatus::AUTH_FAILURE
+                );
+            }
+        }
+    })
+    .await;
+}
