@@ -21,7 +21,9 @@ struct Daemon {
 
 impl Daemon {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("ironsan-aptpl-{}", std::process::id()));
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("ironsan-aptpl-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("temp dir");
         // A free port, released just before the daemon binds it.
@@ -160,5 +162,36 @@ async fn aptpl_registration_survives_sigterm_and_sigkill() {
             "after signal {signal}"
         );
     }
+    d.stop(libc::SIGTERM);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reservations_without_aptpl_survive_a_clean_restart_not_a_crash() {
+    let mut d = Daemon::new();
+    d.start();
+    let mut c = session(d.addr).await;
+    let (cdb, p) = prout(0x00, 0, 0, 0xabcd, false);
+    let r = c.command(0, cdb, 0, &p).await.expect("REGISTER");
+    assert!(r.is_good(), "{r:?}");
+    let (cdb, p) = prout(0x01, 1, 0xabcd, 0, false);
+    let r = c.command(0, cdb, 0, &p).await.expect("RESERVE");
+    assert!(r.is_good(), "{r:?}");
+    drop(c);
+
+    // A clean stop hands the reservation to the next process.
+    d.stop(libc::SIGTERM);
+    d.start();
+    let mut c = session(d.addr).await;
+    assert_eq!(read_keys(&mut c).await, vec![0xabcd]);
+    assert_eq!(reservation_type(&mut c).await, Some(1));
+    drop(c);
+
+    // A crash is a power loss for reservations made without APTPL.
+    d.stop(libc::SIGKILL);
+    d.start();
+    let mut c = session(d.addr).await;
+    assert!(read_keys(&mut c).await.is_empty());
+    assert_eq!(reservation_type(&mut c).await, None);
+    drop(c);
     d.stop(libc::SIGTERM);
 }

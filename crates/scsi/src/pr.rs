@@ -229,6 +229,25 @@ impl LogicalUnit {
         Ok(self)
     }
 
+    /// The whole persistent reservation state (registrations and
+    /// reservation, APTPL or not), encoded and checksummed: a restarting
+    /// daemon hands it to its successor so reservations survive restarts.
+    pub fn pr_state(&self) -> Vec<u8> {
+        pr_store::encode(&lock(&self.pr.state).pr)
+    }
+
+    /// Installs state saved by [`pr_state`](Self::pr_state); a corrupt
+    /// encoding is refused and changes nothing.
+    pub fn restore_pr_state(&self, bytes: &[u8]) -> Result<(), pr_store::PrStoreError> {
+        let st = pr_store::decode(bytes)?;
+        let mut inner = lock(&self.pr.state);
+        inner.pr = st;
+        self.pr
+            .reserved
+            .store(inner.any_reservation(), Ordering::Release);
+        Ok(())
+    }
+
     /// RESERVATION CONFLICT (the [`Sense::conflict`] marker) if a
     /// reservation held by another I_T nexus forbids `cmd`.
     pub(crate) fn check_conflict(&self, cmd: &Command, req: &ScsiRequest<'_>) -> Result<(), Sense> {

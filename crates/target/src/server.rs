@@ -536,10 +536,19 @@ impl Server {
                 "connections still open at the stop bound; closing them"
             );
         }
+        let data_dir = shared
+            .config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .data_dir
+            .clone();
         for t in shared.targets() {
             for (lun, lu) in &t.view().luns {
                 if let Err(e) = lu.flush() {
                     warn!(target = %t.iqn, lun, error = %e, "flush at stop failed");
+                }
+                if let Err(e) = crate::targets::save_for_restart(&data_dir, lu) {
+                    warn!(target = %t.iqn, lun, error = %e, "could not hand reservations over");
                 }
             }
         }

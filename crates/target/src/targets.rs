@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use scsi::{CopyPeers, FileDevice, FilePrStore, LogicalUnit, LuIdentity};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::config::{parse_size, Acl, Lun, Target};
 use crate::server::ServerError;
@@ -137,6 +137,27 @@ pub(crate) fn open_luns(
     Ok(luns)
 }
 
+/// The file a stopping daemon leaves a LUN's reservations in for the next.
+fn restart_file(pr_file: &Path) -> std::path::PathBuf {
+    pr_file.with_extension("pr.restart")
+}
+
+/// Hands every reservation (APTPL or not) of `lu` to the next process:
+/// written atomically beside its APTPL file.
+pub(crate) fn save_for_restart(data_dir: &Path, lu: &LogicalUnit) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = restart_file(
+        &data_dir
+            .join("pr")
+            .join(format!("{}.pr", lu.identity().serial)),
+    );
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(&lu.pr_state())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
 /// Where logical units find their storage.
 pub(crate) struct Backing<'a> {
     /// The daemon's state directory (persistent reservations live here).
@@ -212,6 +233,20 @@ pub(crate) fn open_lun(
                 pr_file.display()
             ))
         })?;
+    // State a stopping daemon handed over (all reservations, APTPL or not)
+    // wins over the APTPL file, once: a crash leaves no such file.
+    let handed = restart_file(&pr_file);
+    if let Ok(bytes) = std::fs::read(&handed) {
+        match lu.restore_pr_state(&bytes) {
+            Ok(()) => {
+                info!(target = %iqn, lun = lun.id, "reservations restored from the previous process")
+            }
+            Err(e) => {
+                warn!(file = %handed.display(), error = %e, "ignoring damaged reservation hand-over")
+            }
+        }
+        let _ = std::fs::remove_file(&handed);
+    }
     Ok(Arc::new(lu))
 }
 
