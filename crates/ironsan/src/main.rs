@@ -203,18 +203,21 @@ fn serve(cfg: Config, seed: String, banner: Option<String>) -> Result<()> {
     let exe = std::env::current_exe().context("locating the ironsan binary")?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut inherited = upgrade::inherited();
-    let listeners = target::server::Listeners::bind(&cfg.portals, &mut inherited.listeners)?;
-    if inherited.is_successor() {
-        inherited.signal_ready();
-        info!("took over the listening sockets; waiting for the previous process to drain");
-        inherited.wait_for_predecessor(Duration::from_secs(120));
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ironsan")
         .build()
         .context("starting the runtime")?;
     rt.block_on(async move {
+        // Handlers first: from the moment a portal accepts connections, a
+        // SIGTERM must stop the daemon cleanly.
+        let mut signals = Signals::register()?;
+        let listeners = target::server::Listeners::bind(&cfg.portals, &mut inherited.listeners)?;
+        if inherited.is_successor() {
+            inherited.signal_ready();
+            info!("took over the listening sockets; waiting for the previous process to drain");
+            inherited.wait_for_predecessor(Duration::from_secs(120));
+        }
         let server = Server::start(&cfg, listeners).await?;
         let control = server.control();
         control.set_seed(seed);
@@ -227,7 +230,7 @@ fn serve(cfg: Config, seed: String, banner: Option<String>) -> Result<()> {
         let stop = server.shutdown_handle();
         tokio::spawn(async move {
             loop {
-                match next_signal().await {
+                match signals.next().await {
                     Signal::Stop => {
                         info!("signal received; stopping");
                         break;
@@ -272,31 +275,31 @@ enum Signal {
     Restart,
 }
 
-/// SIGTERM/SIGINT stop; SIGUSR2/SIGHUP hand over to a new process.
-async fn next_signal() -> Signal {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
-        SignalKind::terminate(),
-        SignalKind::interrupt(),
-        SignalKind::user_defined2(),
-        SignalKind::hangup(),
-    ];
-    let mut streams = Vec::new();
-    for k in kinds {
-        match signal(k) {
-            Ok(s) => streams.push(s),
-            // Without handlers the daemon can still be stopped by SIGKILL.
-            Err(_) => return std::future::pending().await,
-        }
+/// The signals the daemon handles, registered before it serves anything so
+/// that an early SIGTERM still stops it cleanly.
+struct Signals([tokio::signal::unix::Signal; 4]);
+
+impl Signals {
+    fn register() -> Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let get = |k| signal(k).context("installing signal handlers");
+        Ok(Self([
+            get(SignalKind::terminate())?,
+            get(SignalKind::interrupt())?,
+            get(SignalKind::user_defined2())?,
+            get(SignalKind::hangup())?,
+        ]))
     }
-    let [term, int, usr2, hup] = &mut streams[..] else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => Signal::Stop,
-        _ = int.recv() => Signal::Stop,
-        _ = usr2.recv() => Signal::Restart,
-        _ = hup.recv() => Signal::Restart,
+
+    /// SIGTERM/SIGINT stop; SIGUSR2/SIGHUP hand over to a new process.
+    async fn next(&mut self) -> Signal {
+        let [term, int, usr2, hup] = &mut self.0;
+        tokio::select! {
+            _ = term.recv() => Signal::Stop,
+            _ = int.recv() => Signal::Stop,
+            _ = usr2.recv() => Signal::Restart,
+            _ = hup.recv() => Signal::Restart,
+        }
     }
 }
 

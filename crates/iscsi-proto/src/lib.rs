@@ -6,6 +6,8 @@
 //!
 //! - [`pdu`]: the Basic Header Segment, opcodes and typed PDUs, framing limits.
 //! - [`digest`]: CRC32C header and data digests.
+//! - `framing` (feature `tokio`): whole PDUs off an async stream, for the
+//!   runtimes built on this crate.
 //! - [`text`]: `key=value` text segments.
 //! - [`negotiation`]: operational parameter negotiation (RFC 7143 section 13).
 //! - [`chap`]: CHAP authentication (RFC 1994, RFC 7143 section 12.1.3).
@@ -15,6 +17,8 @@
 
 pub mod chap;
 pub mod digest;
+#[cfg(feature = "tokio")]
+pub mod framing;
 pub mod initiator;
 pub mod login;
 pub mod negotiation;

@@ -171,7 +171,7 @@ fn check_io_range(
 ) -> Result<u64, DeviceError> {
     let bs = u64::from(block_size);
     let len = len as u64;
-    if bs == 0 || len % bs != 0 {
+    if bs == 0 || !len.is_multiple_of(bs) {
         return Err(DeviceError::new(DeviceErrorKind::OutOfRange, op, lba)
             .with_detail(format_args!("buffer length {len} not a multiple of {bs}")));
     }

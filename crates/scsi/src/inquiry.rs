@@ -167,7 +167,7 @@ fn device_identification(ctx: &InquiryCtx<'_>, out: &mut Vec<u8>) {
         let take = name.len().min(250);
         let mut v = name[..take].to_vec();
         v.push(0);
-        while v.len() % 4 != 0 {
+        while !v.len().is_multiple_of(4) {
             v.push(0);
         }
         designator(out, 0x53, 0xA8, &v);

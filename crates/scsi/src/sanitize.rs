@@ -301,7 +301,7 @@ impl LogicalUnit {
         let mut inner = shared.inner();
         let mut any = false;
         for w in &mut inner.waiters {
-            if nexus.map_or(true, |n| n == w.nexus) {
+            if nexus.is_none_or(|n| n == w.nexus) {
                 w.aborted = true;
                 any = true;
             }
@@ -469,7 +469,7 @@ impl LogicalUnit {
                 .waiters
                 .iter()
                 .find(|w| w.id == wid)
-                .map_or(true, |w| w.aborted);
+                .is_none_or(|w| w.aborted);
             let ended = inner.ended >= id;
             if ended || aborted {
                 let ok = inner.ended_ok;

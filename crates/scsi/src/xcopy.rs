@@ -135,7 +135,7 @@ impl LogicalUnit {
         }
         let tgts = &p[16..16 + tgt_len];
         let segs = &p[16 + tgt_len..16 + lists];
-        if tgt_len % 32 != 0 {
+        if !tgt_len.is_multiple_of(32) {
             return Err(Sense::invalid_field_in_param_list(2, None));
         }
         if tgt_len / 32 > usize::from(MAX_CSCD_DESCRIPTORS) {

@@ -14,7 +14,7 @@ pub mod budget;
 pub mod config;
 pub mod control;
 pub mod diff;
-pub mod frame;
+pub use iscsi_proto::framing as frame;
 pub mod guard;
 mod login;
 pub mod metrics;

@@ -112,7 +112,7 @@ pub(crate) fn valid_name(s: &str) -> bool {
 }
 
 pub(crate) fn check_size(size: u64, block_size: u32) -> Result<()> {
-    if size == 0 || size % u64::from(block_size.max(1)) != 0 || size > (1u64 << 62) {
+    if size == 0 || !size.is_multiple_of(u64::from(block_size.max(1))) || size > (1u64 << 62) {
         return Err(VolumeError::new(
             ErrorKind::InvalidSize,
             format!("size {size} is not a positive multiple of the block size {block_size}"),

@@ -62,7 +62,7 @@ impl VolumeDevice {
     /// Validates a request; returns its byte offset.
     fn range(&self, op: DeviceOp, lba: u64, len: u64, chain: &Chain) -> Result<u64, DeviceError> {
         let bs = u64::from(self.vs.block_size);
-        if len % bs != 0 {
+        if !len.is_multiple_of(bs) {
             return Err(DeviceError::new(DeviceErrorKind::OutOfRange, op, lba)
                 .with_detail(format_args!("length {len} not a multiple of {bs}")));
         }
@@ -358,7 +358,7 @@ impl BlockDevice for VolumeDevice {
         // Leading partial chunk, aligned middle, trailing partial chunk.
         let head = ((CHUNK_U64 - off % CHUNK_U64) % CHUNK_U64) as usize;
         let head = head.min(len);
-        if head == 0 && len % CHUNK == 0 {
+        if head == 0 && len.is_multiple_of(CHUNK) {
             // Common case (4K-aligned I/O): straight into the caller's buffer.
             return self.read_aligned(op, &chain, off / CHUNK_U64, buf);
         }

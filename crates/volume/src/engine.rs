@@ -114,7 +114,7 @@ pub(crate) fn load(dir: &Path, lenient: bool) -> Result<Loaded> {
         };
         match ckpt::decode(&buf, name) {
             Ok((seq, cat)) => {
-                if best.as_ref().map_or(true, |b| seq > b.0) {
+                if best.as_ref().is_none_or(|b| seq > b.0) {
                     if let Some(b) = &best {
                         problems.push(format!("{}: older (seq {})", b.2, b.0));
                     }

@@ -1,4 +1,5 @@
-//! Reading whole PDUs off a byte stream.
+//! Reading whole PDUs off an async byte stream (the `tokio` feature): the
+//! one framer the target and the project's initiator share.
 //!
 //! [`PduReader`] keeps one growable buffer per connection and hands out frames
 //! that borrow it, so steady-state reading allocates nothing. Limits are checked
@@ -8,8 +9,8 @@
 
 use std::io;
 
-use iscsi_proto::digest;
-use iscsi_proto::pdu::{Bhs, BHS_LEN};
+use crate::digest;
+use crate::pdu::{Bhs, BHS_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Largest AHS the target accepts (an extended CDB of up to 260 bytes fits).
@@ -21,7 +22,7 @@ const READ_CHUNK: usize = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
     /// The peer closed the connection between PDUs.
-    #[error("connection closed by peer")]
+    #[error("connection closed by the peer")]
     Closed,
     /// Socket error, or the peer closed in the middle of a PDU.
     #[error("read failed: {0}")]
@@ -145,7 +146,7 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
         let dsl = dsl as usize;
         let mut data_digest_ok = true;
         if self.data_digest && dsl > 0 {
-            let padded = dsl + iscsi_proto::pdu::padding(dsl);
+            let padded = dsl + crate::pdu::padding(dsl);
             let received = &self.buf[data_at + padded..data_at + padded + digest::DIGEST_LEN];
             data_digest_ok = digest::verify(&self.buf[data_at..data_at + padded], received);
         }
@@ -185,12 +186,12 @@ impl<R: AsyncRead + Unpin> PduReader<R> {
     }
 }
 
-pub use iscsi_proto::pdu::encode_pdu;
+pub use crate::pdu::encode_pdu;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iscsi_proto::pdu::Opcode;
+    use crate::pdu::Opcode;
 
     fn pdu(dsl: usize, hd: bool, dd: bool) -> Vec<u8> {
         let mut b = Bhs::new(Opcode::NOP_OUT);
