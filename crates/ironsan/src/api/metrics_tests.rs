@@ -2,63 +2,20 @@
 //! (`tower::ServiceExt::oneshot`), on the Unix flavour and on the TCP one
 //! (bearer token).
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use axum::Router;
 use serde_json::{json, Value};
-use target::config::Config;
 use target::metrics::Kind;
-use target::Server;
 use tower::ServiceExt;
 
-use super::super::{new_state, router, tcp_router, AppState, SOCKET_FILE};
+use super::super::{router, tcp_router};
 use super::format::check;
 use super::OPENMETRICS;
 
-const IQN: &str = "iqn.2026-11.org.ironsan.test:obs";
-const HOST: &str = "iqn.2026-11.org.ironsan.test:host";
-const TOKEN: &str = "0123456789abcdef0123456789abcdef";
-
-struct Fixture {
-    state: AppState,
-    dir: PathBuf,
-    _server: Server,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn fixture() -> Fixture {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "ironsan-obs-unit-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("dir");
-    let text = format!(
-        "data_dir = '{d}'\nportals = [\"127.0.0.1:0\"]\n[[target]]\niqn = \"{IQN}\"\n\
-         [[target.lun]]\nid = 0\nfile = '{d}/lun0.img'\nsize = \"1M\"\n\
-         [[target.acl]]\ninitiator = \"{HOST}\"\nchap_user = \"host\"\nchap_secret = \"obs-test-secret-1\"\n",
-        d = dir.display()
-    );
-    let cfg = Config::parse(&text, &dir.join("t.toml")).expect("valid");
-    let server = Server::bind(&cfg).await.expect("server");
-    let state = new_state(server.control(), TOKEN.into(), dir.join(SOCKET_FILE));
-    Fixture {
-        state,
-        dir,
-        _server: server,
-    }
-}
+use super::super::tests::{fixture, Fixture, HOST, IQN, TOKEN};
 
 /// Sends one request; returns status, content type and body text.
 async fn send(

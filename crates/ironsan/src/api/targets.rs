@@ -180,6 +180,29 @@ fn with_path_key(mut body: Value, key: &str, value: Value) -> Result<Value, ApiE
     Ok(body)
 }
 
+/// Replaces the element `matches` finds, or appends `item`; returns its
+/// index and whether it is new.
+fn upsert<T>(list: &mut Vec<T>, item: T, matches: impl Fn(&T) -> bool) -> (usize, bool) {
+    match list.iter().position(matches) {
+        Some(i) => {
+            list[i] = item;
+            (i, false)
+        }
+        None => {
+            list.push(item);
+            (list.len() - 1, true)
+        }
+    }
+}
+
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 /// `PUT /v1/targets/{iqn}/luns/{id}`: maps (or replaces) a LUN; body = the
 /// `[[target.lun]]` fields. Replacing a LUN in use needs drain or force.
 pub(crate) async fn map_lun(
@@ -196,29 +219,14 @@ pub(crate) async fn map_lun(
     let changes = s
         .change(how, |cfg| {
             let t = find_target(cfg, &iqn)?;
-            let luns = &mut cfg.targets[t].luns;
-            let l = match luns.iter().position(|l| l.id == id) {
-                Some(l) => {
-                    luns[l] = lun;
-                    l
-                }
-                None => {
-                    created = true;
-                    luns.push(lun);
-                    luns.len() - 1
-                }
-            };
+            let (l, new) = upsert(&mut cfg.targets[t].luns, lun, |l| l.id == id);
+            created = new;
             prefix = format!("target[{t}].lun[{l}].");
             Ok(())
         })
         .await
         .map_err(|e| e.relative_to(&prefix))?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, changes_json(changes)))
+    Ok((created_or_ok(created), changes_json(changes)))
 }
 
 /// `DELETE /v1/targets/{iqn}/luns/{id}?mode=...`: unmaps a LUN (and drops
@@ -297,28 +305,16 @@ pub(crate) async fn put_acl(
     let changes = s
         .change(Decommission::Refuse, |cfg| {
             let t = find_target(cfg, &iqn)?;
-            let a = match find_acl(&cfg.targets[t], &initiator) {
-                Some(a) => {
-                    cfg.targets[t].acls[a] = acl;
-                    a
-                }
-                None => {
-                    created = true;
-                    cfg.targets[t].acls.push(acl);
-                    cfg.targets[t].acls.len() - 1
-                }
-            };
+            let (a, new) = upsert(&mut cfg.targets[t].acls, acl, |a| {
+                a.initiator.eq_ignore_ascii_case(&initiator)
+            });
+            created = new;
             prefix = format!("target[{t}].acl[{a}].");
             Ok(())
         })
         .await
         .map_err(|e| e.relative_to(&prefix))?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, changes_json(changes)))
+    Ok((created_or_ok(created), changes_json(changes)))
 }
 
 /// `DELETE /v1/targets/{iqn}/acls/{initiator}`: new logins of that

@@ -13,13 +13,17 @@ use tower::ServiceExt;
 
 use super::*;
 
-const IQN: &str = "iqn.2026-11.org.ironsan.test:api";
-const HOST: &str = "iqn.2026-11.org.ironsan.test:host";
+pub(super) const IQN: &str = "iqn.2026-11.org.ironsan.test:api";
+pub(super) const HOST: &str = "iqn.2026-11.org.ironsan.test:host";
+/// The API token of the fixture's TCP flavour.
+pub(super) const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const SECRET: &str = "api-test-secret-123";
 
-struct Fixture {
-    state: AppState,
-    dir: PathBuf,
+/// A real in-process server with one target, one LUN and one CHAP ACL,
+/// and the API state over it; its directory goes away with it.
+pub(super) struct Fixture {
+    pub(super) state: AppState,
+    pub(super) dir: PathBuf,
     _server: Server,
 }
 
@@ -29,7 +33,7 @@ impl Drop for Fixture {
     }
 }
 
-async fn fixture() -> Fixture {
+pub(super) async fn fixture() -> Fixture {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "ironsan-api-unit-{}-{}",
@@ -46,7 +50,7 @@ async fn fixture() -> Fixture {
     );
     let cfg = Config::parse(&text, &dir.join("t.toml")).expect("valid");
     let server = Server::bind(&cfg).await.expect("server");
-    let state = new_state(server.control(), "t".repeat(64), dir.join(SOCKET_FILE));
+    let state = new_state(server.control(), TOKEN.into(), dir.join(SOCKET_FILE));
     Fixture {
         state,
         dir,

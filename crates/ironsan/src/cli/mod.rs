@@ -164,21 +164,10 @@ fn status(c: &Client, json: bool) -> Result<()> {
         n(&st, "acls"),
         n(&st, "sessions")
     );
-    let list = |k: &str| -> String {
-        st.get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default()
-    };
     println!(
         "portals: {} (listening on {})",
-        list("portals"),
-        list("listening")
+        output::joined(&st, "portals"),
+        output::joined(&st, "listening")
     );
     match st.get("volumes").and_then(Value::as_u64) {
         Some(v) => println!("volumes: {v}"),

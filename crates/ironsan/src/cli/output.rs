@@ -46,6 +46,33 @@ pub(crate) fn s(v: &Value, key: &str) -> String {
     }
 }
 
+/// The elements of a JSON array (none when `v` is not an array).
+pub(crate) fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// A field holding an array of strings, joined with `, ` (empty when absent).
+pub(crate) fn joined(v: &Value, key: &str) -> String {
+    let strings: Vec<&str> = v
+        .get(key)
+        .map(items)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    strings.join(", ")
+}
+
+/// Like [`joined`], but `-` when there is nothing.
+pub(crate) fn joined_or_dash(v: &Value, key: &str) -> String {
+    let j = joined(v, key);
+    if j.is_empty() {
+        "-".into()
+    } else {
+        j
+    }
+}
+
 /// A number field as an integer (0 when absent).
 pub(crate) fn n(v: &Value, key: &str) -> u64 {
     v.get(key).and_then(Value::as_u64).unwrap_or(0)

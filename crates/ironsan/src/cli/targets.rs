@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 
 use super::args::{AclCmd, LunCmd, PortalCmd, SessionCmd, TargetCmd};
 use super::client::{seg, Client, DEFAULT_TIMEOUT};
-use super::output::{self, age, n, s, table};
+use super::output::{self, age, items, n, s, table};
 use super::{changes, done, with_query};
 
 pub(super) fn target(c: &Client, json: bool, cmd: TargetCmd) -> Result<()> {
@@ -45,10 +45,7 @@ pub(super) fn target(c: &Client, json: bool, cmd: TargetCmd) -> Result<()> {
                     .map_or(0, Vec::len)
                     .to_string()
             };
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let rows: Vec<Vec<String>> = items(&v)
                 .iter()
                 .map(|x| {
                     vec![
@@ -69,10 +66,7 @@ pub(super) fn target(c: &Client, json: bool, cmd: TargetCmd) -> Result<()> {
         TargetCmd::Show { iqn } => {
             let t = c.get(&format!("/v1/targets/{}", seg(&iqn)))?;
             let sessions = c.get("/v1/sessions")?;
-            let mine: Vec<&Value> = sessions
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let mine: Vec<&Value> = items(&sessions)
                 .iter()
                 .filter(|x| s(x, "target").eq_ignore_ascii_case(&s(&t, "iqn")))
                 .collect();
@@ -142,10 +136,7 @@ fn print_luns(t: &Value) {
 }
 
 fn print_acls(acls: &Value) {
-    let rows: Vec<Vec<String>> = acls
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default()
+    let rows: Vec<Vec<String>> = items(&acls)
         .iter()
         .map(|a| {
             let yes = |k: &str| {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::args::{SnapshotCmd, VolumeCmd};
 use super::client::{seg, Client, DEFAULT_TIMEOUT};
-use super::output::{self, bytes, n, s, table};
+use super::output::{self, bytes, items, joined_or_dash, n, s, table};
 use super::{done, with_query};
 
 pub(super) fn volume(c: &Client, json: bool, cmd: VolumeCmd) -> Result<()> {
@@ -25,33 +25,16 @@ pub(super) fn volume(c: &Client, json: bool, cmd: VolumeCmd) -> Result<()> {
                 output::json(&v);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let rows: Vec<Vec<String>> = items(&v)
                 .iter()
                 .map(|x| {
-                    let mapped = x
-                        .get("mapped_by")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default();
                     vec![
                         s(x, "name"),
                         bytes(n(x, "logical_bytes")),
                         bytes(n(x, "used_bytes")),
                         bytes(n(x, "referenced_bytes")),
                         s(x, "origin"),
-                        if mapped.is_empty() {
-                            "-".into()
-                        } else {
-                            mapped
-                        },
+                        joined_or_dash(x, "mapped_by"),
                     ]
                 })
                 .collect();
@@ -130,32 +113,15 @@ pub(super) fn snapshot(c: &Client, json: bool, cmd: SnapshotCmd) -> Result<()> {
                 output::json(&v);
                 return Ok(());
             }
-            let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
+            let rows: Vec<Vec<String>> = items(&v)
                 .iter()
                 .map(|x| {
-                    let clones = x
-                        .get("clones")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default();
                     vec![
                         s(x, "name"),
                         bytes(n(x, "logical_bytes")),
                         bytes(n(x, "used_bytes")),
                         bytes(n(x, "referenced_bytes")),
-                        if clones.is_empty() {
-                            "-".into()
-                        } else {
-                            clones
-                        },
+                        joined_or_dash(x, "clones"),
                     ]
                 })
                 .collect();

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../shared/bounded.rs"]
+mod shared;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -214,23 +217,8 @@ fn owned(args: &[&str]) -> Vec<String> {
 }
 
 /// Runs a command, killing it after 90 s.
-pub fn run_bounded(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ironsan");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("CLI command did not finish within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn run_bounded(cmd: Command) -> Output {
+    shared::run_bounded_for(cmd, Duration::from_secs(90))
 }
 
 pub fn write_private(path: &Path, text: &str) {

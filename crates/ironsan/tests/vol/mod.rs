@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../shared/bounded.rs"]
+mod shared;
+
 use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -189,23 +192,8 @@ impl Drop for Node {
 }
 
 /// Runs a command, killing it after 60 s.
-pub fn bounded(mut cmd: Command) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ironsan");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("command did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn bounded(cmd: Command) -> Output {
+    shared::run_bounded_for(cmd, Duration::from_secs(60))
 }
 
 /// Logs in (no authentication) and clears the unit attentions of LUN 0.
