@@ -247,19 +247,24 @@ def print_row(r):
           f"ratio {i['iops'] / max(t['iops'], 1e-9):.2f}", flush=True)
 
 
-def render(rows, args):
+def machine():
+    """One line describing this machine, for benchmark reports."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
+    return f"{os.cpu_count()} cores ({cpu}), {gib} GiB, kernel {platform.release()}"
+
+
+def render(rows, args):
     lines = [
         "# Benchmarks: ironsan vs tgtd",
         "",
         f"- date: {datetime.date.today().isoformat()}",
-        f"- machine: {os.cpu_count()} cores ({cpu}), {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, "
-        f"kernel {platform.release()}",
+        f"- machine: {machine()}",
         f"- LUN: {args.size_mib} MiB file, fully written, page cache warm; initiators, targets and load on the same machine",
         f"- reproduce: `bench/run.sh --size-mib {args.size_mib} --seconds {args.seconds}`",
         "- qemu-img bench rows are sequential (its only pattern); iscsi-perf rows are random reads",

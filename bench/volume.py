@@ -25,7 +25,6 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -36,6 +35,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench as harness  # noqa: E402  (free_port, run_perf, machine)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IRONSAN = os.environ.get("IRONSAN_BIN", os.path.join(ROOT, "target", "release", "ironsan"))
 IQN = "iqn.2026-11.org.ironsan.bench:vol"
@@ -43,12 +45,6 @@ BIG_GIB = 64
 # Step of the write benchmark, in 4 KiB blocks: odd, so it visits every
 # block of a power-of-two sized LUN before repeating, and far from 1.
 WRITE_STEP_BLOCKS = 104729
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(pred, what, timeout=30.0):
@@ -78,7 +74,7 @@ class UnixHTTP(http.client.HTTPConnection):
 class Daemon:
     def __init__(self, work, size_mib):
         self.work = work
-        self.port = free_port()
+        self.port = harness.free_port()
         self.data = os.path.join(work, "data")
         self.file_lun = os.path.join(work, "file.img")
         cfg = os.path.join(work, "ironsan.toml")
@@ -159,12 +155,9 @@ def fill(url, src):
 
 
 def run_perf(url, depth, seconds):
-    out = subprocess.run(["iscsi-perf", "-r", "-m", str(depth), "-b", "8", "-t", str(seconds), url],
-                         capture_output=True, text=True, timeout=seconds + 60)
-    m = re.findall(r"iops average ([0-9]+)", out.stdout)
-    if not m:
-        raise RuntimeError(f"iscsi-perf failed: {out.stdout}{out.stderr}")
-    return float(m[-1])
+    """4 KiB random-read IOPS (iscsi-perf), as in bench.py."""
+    ios, elapsed = harness.run_perf(url, 4096, depth, seconds)
+    return ios / elapsed
 
 
 def run_qemu_write(url, depth, seconds):
@@ -308,17 +301,6 @@ def bench(d, args):
     return res
 
 
-def machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30)
-    return f"{os.cpu_count()} cores ({cpu}), {gib} GiB, kernel {platform.release()}"
-
-
 def render(res, args):
     small, big = res["times"]["small"], res["times"]["big"]
     before, after, written = res["space"]
@@ -327,7 +309,7 @@ def render(res, args):
     lines = [
         "## Volumes",
         "",
-        f"- date: {datetime.date.today().isoformat()}; machine: {machine()}; load average before the run "
+        f"- date: {datetime.date.today().isoformat()}; machine: {harness.machine()}; load average before the run "
         f"{la[0]:.2f} {la[1]:.2f} {la[2]:.2f}",
         f"- reproduce: `bench/volume.sh --size-mib {args.size_mib} --seconds {args.seconds} --reps {args.reps}`",
         "- one daemon (release build) serving a fully written raw file LUN and volume LUNs of its pool, "
