@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::client::{Client, ClientError, CommandOutcome};
+use crate::client::{read10, write10, Client, ClientError, CommandOutcome};
 use crate::retry::{jitter_seed, login_with_retry, LoginError, RetryPolicy};
 use crate::wire::FrameError;
 
@@ -442,35 +442,39 @@ async fn write_verify(
     let per_slot = (IO_SIZE / geo.block_size as usize) as u64;
     let lba = u32::try_from(slot * per_slot).map_err(|_| "LBA beyond WRITE(10)".to_owned())?;
     let blocks = per_slot as u16;
-    let mut attempts = 0;
-    loop {
-        let t = Instant::now();
-        let out = op("write", bound, client.write(lun, lba, data, geo.block_size)).await?;
-        if out.is_unit_attention() && attempts < UNIT_ATTENTION_RETRIES {
-            attempts += 1;
-            continue;
-        }
-        if !out.is_good() {
-            return Err(outcome_reason("write", &out));
-        }
-        samples.push(t.elapsed());
-        break;
+    let mut budget = UNIT_ATTENTION_RETRIES;
+    let write = ("write", write10(lba, blocks), 0, data);
+    good_command(client, lun, bound, &mut budget, samples, write).await?;
+    let read = ("read", read10(lba, blocks), IO_SIZE as u32, &[][..]);
+    let out = good_command(client, lun, bound, &mut budget, samples, read).await?;
+    if out.data != data {
+        return Err("verify: data read back differs".into());
     }
+    Ok(())
+}
+
+/// Runs `(what, cdb, read_len, data)` on `lun`, reissuing it after a unit
+/// attention while `budget` lasts; records its latency when it succeeds.
+async fn good_command(
+    client: &mut Client,
+    lun: u64,
+    bound: Duration,
+    budget: &mut u32,
+    samples: &mut Vec<Duration>,
+    (what, cdb, read_len, data): (&str, [u8; 16], u32, &[u8]),
+) -> Result<CommandOutcome, String> {
     loop {
         let t = Instant::now();
-        let out = op("read", bound, client.read(lun, lba, blocks, geo.block_size)).await?;
-        if out.is_unit_attention() && attempts < UNIT_ATTENTION_RETRIES {
-            attempts += 1;
+        let out = op(what, bound, client.command(lun, cdb, read_len, data)).await?;
+        if out.is_unit_attention() && *budget > 0 {
+            *budget -= 1;
             continue;
         }
         if !out.is_good() {
-            return Err(outcome_reason("read", &out));
+            return Err(outcome_reason(what, &out));
         }
         samples.push(t.elapsed());
-        if out.data != data {
-            return Err("verify: data read back differs".into());
-        }
-        return Ok(());
+        return Ok(out);
     }
 }
 
